@@ -1,0 +1,141 @@
+"""Experiment configs: ``ml_collections.ConfigDict`` with one schema, validated at the boundary.
+
+An experiment file defines ``get_config()`` starting from `default_config()`; every section except
+``model`` (whose fields are the model's hyperparameters, checked by the registry) must only use the keys
+the schema names, so a typo fails at once with the valid keys listed instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import pathlib
+from typing import Any, Sequence
+
+import ml_collections
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def default_config() -> ConfigDict:
+    """The full schema with defaults: ``data``, ``model``, ``loss``, ``optimizer``, ``train``, ``seed``."""
+    config = ConfigDict()
+    config.name = "experiment"
+    config.seed = 0
+    config.data = ConfigDict(dict(
+        name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0,
+        train_limit=ml_collections.FieldReference(None, field_type=int),
+        eval_limit=ml_collections.FieldReference(None, field_type=int),
+        validation_fraction=ml_collections.FieldReference(None, field_type=float),
+        test_fraction=ml_collections.FieldReference(None, field_type=float),
+        root=ml_collections.FieldReference(None, field_type=str),
+    ))
+    config.model = ConfigDict(dict(name="mlp"))
+    config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, l1=0.0, l2=0.0,
+                                  penalty_params="kernel"))
+    config.optimizer = ConfigDict(dict(
+        name="adam", learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, decay=0.9,
+        weight_decay=0.0, weight_decay_params="kernel", clip_norm=0.0,
+        schedule="constant", warmup_epochs=0.0, decay_rate=0.1, decay_every_epochs=1.0, min_lr_fraction=0.0,
+    ))
+    config.train = ConfigDict(dict(
+        num_epochs=10, log_every=50, strategy="jit", progress=True,
+        early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
+                                       patience=ml_collections.FieldReference(None, field_type=int),
+                                       restore_best=True)),
+    ))
+    return config
+
+
+def _check_keys(section: ConfigDict, schema: ConfigDict, where: str) -> None:
+    for key in section.keys():
+        if key not in schema:
+            raise ValueError(f"config has no field {where}{key!r}; valid fields of {where or 'the config'} are {sorted(schema.keys())}")
+        if isinstance(schema[key], ConfigDict) and key != "model":
+            if not isinstance(section[key], ConfigDict):
+                raise ValueError(f"config field {where}{key} must be a section with fields {sorted(schema[key].keys())}")
+            _check_keys(section[key], schema[key], f"{where}{key}.")
+
+
+def validate_config(config: ConfigDict) -> ConfigDict:
+    """Raise ``ValueError`` naming the key and the valid ones when ``config`` uses a field outside the schema."""
+    _check_keys(config, default_config(), "")
+    if "name" not in config.model:
+        raise ValueError("config.model.name is required (a registered model name)")
+    return config
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word such as adam or relu is a string
+
+
+def apply_override(config: ConfigDict, assignment: str) -> None:
+    """Apply ``"optimizer.learning_rate=3e-4"`` to ``config`` in place (a leading ``config.`` is allowed).
+
+    The path must exist, except under ``model`` where new hyperparameters may be set (the model registry
+    validates them). Values are Python literals; bare words are strings.
+    """
+    path, sep, text = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"override {assignment!r} must look like field.path=value")
+    path = path.removeprefix("config.")
+    keys = path.split(".")
+    node = config
+    for depth, key in enumerate(keys[:-1]):
+        if key not in node or not isinstance(node[key], ConfigDict):
+            where = ".".join(keys[:depth]) or "the config"
+            raise ValueError(f"config has no section {'.'.join(keys[:depth + 1])!r}; sections of {where} are "
+                             f"{sorted(k for k in node.keys() if isinstance(node[k], ConfigDict))}")
+        node = node[key]
+    leaf = keys[-1]
+    if leaf not in node and keys[0] != "model":
+        where = ".".join(keys[:-1]) or "the config"
+        raise ValueError(f"config has no field {path!r}; valid fields of {where} are {sorted(node.keys())}")
+    value = _parse_value(text)
+    try:
+        if leaf in node and isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        node[leaf] = value
+    except TypeError as exc:
+        raise ValueError(f"cannot set {path} to {value!r}: {exc}") from exc
+
+
+def load_config(experiment: str | pathlib.Path, overrides: Sequence[str] = ()) -> ConfigDict:
+    """Import ``experiment`` (a path to a file with ``get_config()``), apply ``overrides`` and validate."""
+    path = pathlib.Path(experiment)
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment file {str(path)!r} does not exist (expected e.g. experiments/mnist_cnn.py)")
+    spec = importlib.util.spec_from_file_location(f"jaxdl_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} defines no get_config() returning an ml_collections.ConfigDict")
+    config = module.get_config()
+    for assignment in overrides:
+        apply_override(config, assignment)
+    return validate_config(config)
+
+
+def config_to_json(config: ConfigDict) -> str:
+    """The config as JSON text (tuples become lists)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def config_from_json(text: str) -> ConfigDict:
+    """Rebuild a config written by `config_to_json`, validated against the schema."""
+    data = json.loads(text)
+    config = default_config()
+    config.model = ConfigDict()
+    merged = _merge(config.to_dict(), data)
+    return validate_config(ConfigDict(merged))
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -1,0 +1,129 @@
+"""Loss functions (per example) and weight penalties.
+
+Every loss returns one value per example, ``[batch]``, so the train step can mask padded examples and
+average only real ones. Formulas are the course's; numerically stable forms are used where they differ.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxdl.tree_util import PyTree, match_mask
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _per_example(values: jax.Array) -> jax.Array:
+    return values.reshape(values.shape[0], -1).mean(axis=1)
+
+
+def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean squared error ``mean((y_hat - y)^2)`` over all but the batch axis: ``[batch, ...] -> [batch]``."""
+    if predictions.shape != targets.shape:
+        raise ValueError(f"mse: predictions {predictions.shape} and targets {targets.shape} must have the same shape")
+    return _per_example(jnp.square(predictions - targets.astype(predictions.dtype)))
+
+
+def binary_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Binary cross-entropy from logits ``z``: ``-[y log s(z) + (1 - y) log(1 - s(z))]``, ``s`` the sigmoid.
+
+    Evaluated as ``max(z, 0) - z y + log(1 + exp(-|z|))``, which equals the formula without overflow.
+    ``logits`` is ``[batch]`` or ``[batch, k]`` (k independent labels); labels are 0/1 of the same shape
+    (``[batch]`` labels with ``[batch, 1]`` logits are accepted). Returns ``[batch]``.
+    """
+    if logits.ndim == labels.ndim + 1 and logits.shape[-1] == 1:
+        labels = labels[..., None]
+    if logits.shape != labels.shape:
+        raise ValueError(f"binary_cross_entropy: logits {logits.shape} and labels {labels.shape} do not match")
+    y = labels.astype(logits.dtype)
+    loss = jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    return _per_example(loss)
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Categorical cross-entropy ``-sum_c t_c log softmax(z)_c`` for ``logits: [batch, classes]``.
+
+    ``labels`` are integer classes ``[batch]`` or one-hot/probability rows ``[batch, classes]``. With
+    ``label_smoothing = e`` the target is ``(1 - e) t + e / classes``. Returns ``[batch]``.
+    """
+    num_classes = logits.shape[-1]
+    if labels.ndim == logits.ndim - 1:
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(f"softmax_cross_entropy: class labels must be integers, got {labels.dtype}")
+        targets = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+    elif labels.shape == logits.shape:
+        targets = labels.astype(logits.dtype)
+    else:
+        raise ValueError(
+            f"softmax_cross_entropy: labels {labels.shape} fit neither integer classes {logits.shape[:-1]} "
+            f"nor one-hot rows {logits.shape}"
+        )
+    if label_smoothing:
+        targets = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    loss = -jnp.sum(targets * log_probs, axis=-1)
+    return loss.reshape(loss.shape[0], -1).mean(axis=1) if loss.ndim > 1 else loss
+
+
+def l1_penalty(params: PyTree, pattern: str | None = "kernel") -> jax.Array:
+    """``sum |w|`` over the parameters whose path matches ``pattern`` (default: every ``kernel``, no biases)."""
+    mask = match_mask(params, pattern)
+    terms = [jnp.sum(jnp.abs(w)) for w, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m]
+    return jnp.sum(jnp.stack(terms))
+
+
+def l2_penalty(params: PyTree, pattern: str | None = "kernel") -> jax.Array:
+    """``sum w^2`` over the parameters whose path matches ``pattern`` (default: every ``kernel``, no biases)."""
+    mask = match_mask(params, pattern)
+    terms = [jnp.sum(jnp.square(w)) for w, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m]
+    return jnp.sum(jnp.stack(terms))
+
+
+LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "mse": mse,
+    "binary_cross_entropy": binary_cross_entropy,
+    "softmax_cross_entropy": softmax_cross_entropy,
+}
+
+
+def make_loss(config: ml_collections.ConfigDict | dict[str, Any]) -> LossFn:
+    """Build ``loss(logits, labels) -> [batch]`` from ``config.name`` (and ``label_smoothing`` for softmax)."""
+    name = config["name"]
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
+    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
+    if smoothing and name != "softmax_cross_entropy":
+        raise ValueError(f"label_smoothing applies to softmax_cross_entropy only, not {name!r}")
+    if name == "softmax_cross_entropy" and smoothing:
+        return functools.partial(softmax_cross_entropy, label_smoothing=smoothing)
+    return LOSSES[name]
+
+
+def make_penalty(config: ml_collections.ConfigDict | dict[str, Any]) -> Callable[[PyTree], jax.Array] | None:
+    """Build ``penalty(params) -> scalar`` = ``l1 * sum|w| + l2 * sum w^2`` from config, or None when both are 0.
+
+    ``config.penalty_params`` is the regex choosing which parameters are penalised (default ``"kernel"``).
+    """
+    l1, l2 = float(config.get("l1", 0.0) or 0.0), float(config.get("l2", 0.0) or 0.0)
+    if l1 < 0 or l2 < 0:
+        raise ValueError(f"penalty coefficients must be >= 0, got l1={l1}, l2={l2}")
+    if not (l1 or l2):
+        return None
+    pattern = config.get("penalty_params", "kernel")
+
+    def penalty(params: PyTree) -> jax.Array:
+        total = jnp.zeros((), jnp.float32)
+        if l1:
+            total = total + l1 * l1_penalty(params, pattern)
+        if l2:
+            total = total + l2 * l2_penalty(params, pattern)
+        return total
+
+    return penalty

@@ -1,0 +1,162 @@
+"""Metrics as accumulable, jittable pytrees.
+
+A metrics value holds *sums* (loss sum, example count, confusion matrix), never averages, so batches merge
+by addition inside or outside `jit`, padded examples are excluded by a mask, and the final numbers count
+every real example exactly once whatever the batch size. ``compute()`` turns the sums into numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MetricsFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], "Metrics"]
+
+
+def _as_mask(mask: jax.Array | None, batch: int) -> jax.Array:
+    return jnp.ones((batch,), jnp.bool_) if mask is None else mask.astype(jnp.bool_)
+
+
+@flax.struct.dataclass
+class ClassificationMetrics:
+    """Sums for classification: ``loss_sum``, ``count`` and ``confusion[true, predicted]`` (``[C, C]``)."""
+
+    loss_sum: jax.Array
+    count: jax.Array
+    confusion: jax.Array
+
+    @classmethod
+    def empty(cls, num_classes: int) -> "ClassificationMetrics":
+        """Zero sums for ``num_classes`` classes."""
+        return cls(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((num_classes, num_classes), jnp.int32))
+
+    @classmethod
+    def from_batch(
+        cls,
+        loss: jax.Array,
+        predictions: jax.Array,
+        labels: jax.Array,
+        num_classes: int,
+        mask: jax.Array | None = None,
+    ) -> "ClassificationMetrics":
+        """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch]``; masked rows skipped."""
+        m = _as_mask(mask, loss.shape[0])
+        true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * m[:, None]
+        pred = jax.nn.one_hot(predictions, num_classes, dtype=jnp.int32)
+        return cls(
+            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
+            count=jnp.sum(m).astype(jnp.int32),
+            confusion=true.T @ pred,
+        )
+
+    def merge(self, other: "ClassificationMetrics") -> "ClassificationMetrics":
+        """Sum two metrics values (associative and commutative)."""
+        return jax.tree.map(jnp.add, self, other)
+
+    def per_class(self) -> dict[str, np.ndarray]:
+        """Per-class precision, recall, F1 and support (zero where undefined, as scikit-learn does)."""
+        c = np.asarray(jax.device_get(self.confusion), np.float64)
+        tp = np.diag(c)
+        predicted, actual = c.sum(axis=0), c.sum(axis=1)
+        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        return {"precision": precision, "recall": recall, "f1": f1, "support": actual.astype(np.int64)}
+
+    def compute(self) -> dict[str, float]:
+        """Mean loss, accuracy and macro/micro-averaged precision, recall and F1 as Python floats."""
+        host = jax.device_get(self)
+        count = int(host.count)
+        c = np.asarray(host.confusion, np.float64)
+        per = self.per_class()
+        tp = np.trace(c)
+        total = c.sum()
+        micro = tp / total if total else 0.0
+        return {
+            "loss": float(host.loss_sum) / max(count, 1),
+            "accuracy": micro,
+            "precision_macro": float(per["precision"].mean()),
+            "recall_macro": float(per["recall"].mean()),
+            "f1_macro": float(per["f1"].mean()),
+            # Single-label multiclass: every false positive is another class's false negative, so micro
+            # precision, recall and F1 all equal accuracy.
+            "precision_micro": micro,
+            "recall_micro": micro,
+            "f1_micro": micro,
+            "count": count,
+        }
+
+
+@flax.struct.dataclass
+class RegressionMetrics:
+    """Sums for regression: ``loss_sum``, ``count``, absolute and squared error sums."""
+
+    loss_sum: jax.Array
+    count: jax.Array
+    abs_error_sum: jax.Array
+    sq_error_sum: jax.Array
+
+    @classmethod
+    def from_batch(
+        cls, loss: jax.Array, predictions: jax.Array, targets: jax.Array, mask: jax.Array | None = None
+    ) -> "RegressionMetrics":
+        """Sums over one batch; errors are averaged over each example's non-batch axes first."""
+        m = _as_mask(mask, loss.shape[0])
+        err = (predictions - targets.astype(predictions.dtype)).reshape(loss.shape[0], -1)
+        return cls(
+            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
+            count=jnp.sum(m).astype(jnp.int32),
+            abs_error_sum=jnp.sum(jnp.where(m, jnp.abs(err).mean(axis=1), 0.0)).astype(jnp.float32),
+            sq_error_sum=jnp.sum(jnp.where(m, jnp.square(err).mean(axis=1), 0.0)).astype(jnp.float32),
+        )
+
+    def merge(self, other: "RegressionMetrics") -> "RegressionMetrics":
+        """Sum two metrics values."""
+        return jax.tree.map(jnp.add, self, other)
+
+    def compute(self) -> dict[str, float]:
+        """Mean loss, MAE and RMSE as Python floats."""
+        host = jax.device_get(self)
+        n = max(int(host.count), 1)
+        return {
+            "loss": float(host.loss_sum) / n,
+            "mae": float(host.abs_error_sum) / n,
+            "rmse": float(np.sqrt(float(host.sq_error_sum) / n)),
+            "count": int(host.count),
+        }
+
+
+Metrics = ClassificationMetrics | RegressionMetrics
+
+
+def predicted_classes(logits: jax.Array) -> jax.Array:
+    """Class predictions: argmax over the last axis, or ``logit > 0`` for a single binary logit."""
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        return (logits.reshape(logits.shape[0]) > 0).astype(jnp.int32)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def classification_metrics(num_classes: int) -> MetricsFn:
+    """Return ``metrics(logits, labels, loss, mask) -> ClassificationMetrics`` for ``num_classes`` classes."""
+    if num_classes < 2:
+        raise ValueError(f"classification needs num_classes >= 2, got {num_classes}")
+
+    def metrics(logits: jax.Array, labels: jax.Array, loss: jax.Array, mask: jax.Array | None) -> ClassificationMetrics:
+        classes = labels if labels.ndim == 1 else jnp.argmax(labels, axis=-1)
+        return ClassificationMetrics.from_batch(loss, predicted_classes(logits), classes.astype(jnp.int32), num_classes, mask)
+
+    return metrics
+
+
+def regression_metrics() -> MetricsFn:
+    """Return ``metrics(predictions, targets, loss, mask) -> RegressionMetrics``."""
+
+    def metrics(predictions: jax.Array, targets: jax.Array, loss: jax.Array, mask: jax.Array | None) -> RegressionMetrics:
+        return RegressionMetrics.from_batch(loss, predictions, targets, mask)
+
+    return metrics

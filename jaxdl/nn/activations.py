@@ -1,0 +1,112 @@
+"""Activation functions by name.
+
+Each function is the course formula written in `jax.numpy`; `get_activation` turns a config string such as
+``"relu"`` or ``"leaky_relu(alpha=0.2)"`` into a callable, so models name their non-linearity in data.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import re
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def relu(x: jax.Array) -> jax.Array:
+    """ReLU: ``max(0, x)``."""
+    return jnp.maximum(x, 0)
+
+
+def sigmoid(x: jax.Array) -> jax.Array:
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, evaluated without overflow for large ``|x|``."""
+    return jax.nn.sigmoid(x)
+
+
+def tanh(x: jax.Array) -> jax.Array:
+    """Hyperbolic tangent ``(e^x - e^-x) / (e^x + e^-x)``."""
+    return jnp.tanh(x)
+
+
+def leaky_relu(x: jax.Array, alpha: float = 0.01) -> jax.Array:
+    """Leaky ReLU ``max(alpha * x, x)`` for ``0 <= alpha < 1``: a small slope keeps negative units alive."""
+    return jnp.where(x >= 0, x, alpha * x)
+
+
+def softmax(x: jax.Array, axis: int = -1) -> jax.Array:
+    """Softmax ``exp(x_i) / sum_j exp(x_j)`` along ``axis``; the max is subtracted first for stability."""
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    e = jnp.exp(shifted)
+    return e / jnp.sum(e, axis=axis, keepdims=True)
+
+
+def gelu(x: jax.Array, approximate: bool = False) -> jax.Array:
+    """GELU ``x * Phi(x)`` with ``Phi`` the standard normal CDF (exact), or its tanh approximation."""
+    if approximate:
+        return 0.5 * x * (1 + jnp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2)))
+
+
+def identity(x: jax.Array) -> jax.Array:
+    """The identity, for layers that should stay linear."""
+    return x
+
+
+ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
+    "relu": relu,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "leaky_relu": leaky_relu,
+    "softmax": softmax,
+    "gelu": gelu,
+    "identity": identity,
+    "linear": identity,
+}
+
+_SPEC = re.compile(r"^\s*(?P<name>[a-z_]+)\s*(\((?P<args>[^()]*)\))?\s*$")
+
+
+def _parse_value(text: str) -> float | bool | int:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def get_activation(spec: str | Activation) -> Activation:
+    """Return the activation named by ``spec``.
+
+    ``spec`` is a name (``"relu"``), a name with keyword arguments (``"leaky_relu(alpha=0.2)"``,
+    ``"gelu(approximate=true)"``) or already a callable, which is returned unchanged. An unknown name or
+    argument raises ``ValueError`` listing what is valid.
+    """
+    if callable(spec):
+        return spec
+    match = _SPEC.match(str(spec))
+    if match is None or match["name"] not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {spec!r}; valid names are {sorted(ACTIVATIONS)} "
+            "(keyword arguments in brackets, e.g. 'leaky_relu(alpha=0.2)')"
+        )
+    fn = ACTIVATIONS[match["name"]]
+    if not match["args"]:
+        return fn
+    kwargs = {}
+    for part in match["args"].split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"activation {spec!r}: arguments must be key=value, got {part!r}")
+        kwargs[key.strip()] = _parse_value(value)
+    accepted = [p for p in inspect.signature(fn).parameters if p != "x"]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"activation {match['name']!r} takes {accepted}, not {unknown}")
+    return functools.partial(fn, **kwargs)

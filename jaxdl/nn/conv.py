@@ -1,0 +1,96 @@
+"""2-D convolution layer (NHWC images, HWIO kernels).
+
+The course defines the convolution of an image ``I`` with an ``m x m`` kernel ``K`` as
+``(I * K)(i, j) = sum_u sum_v I(i + u, j + v) K(u, v)`` (a cross-correlation, as in every framework);
+with channels the sum also runs over input channels, and ``stride`` and ``padding`` choose which ``(i, j)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn.initializers import Initializer, get_initializer
+
+Padding = str | int | Sequence[tuple[int, int]]
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"expected an int or a pair of ints, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _padding(padding: Padding) -> str | list[tuple[int, int]]:
+    if isinstance(padding, str):
+        upper = padding.upper()
+        if upper not in ("SAME", "VALID"):
+            raise ValueError(f"padding must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)); got {padding!r}")
+        return upper
+    if isinstance(padding, int):
+        return [(padding, padding), (padding, padding)]
+    return [tuple(p) for p in padding]  # type: ignore[misc]
+
+
+def conv2d(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "SAME",
+    dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+    """Convolve ``x: [batch, height, width, in]`` with ``kernel: [kh, kw, in, out]``.
+
+    Returns ``[batch, out_height, out_width, out]``; with ``"VALID"`` the output is
+    ``floor((H - dilation*(kh-1) - 1) / stride) + 1`` high, with ``"SAME"`` it is ``ceil(H / stride)``.
+    """
+    if x.ndim != 4 or kernel.ndim != 4:
+        raise ValueError(f"conv2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; got {x.shape} and {kernel.shape}")
+    if x.shape[-1] != kernel.shape[2]:
+        raise ValueError(f"conv2d: input has {x.shape[-1]} channels but the kernel expects {kernel.shape[2]}")
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=_pair(strides),
+        padding=_padding(padding),
+        rhs_dilation=_pair(dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+class Conv2D(nn.Module):
+    """A learned 2-D convolution: ``y = conv2d(x, kernel) + bias``.
+
+    ``x: [batch, height, width, in_channels] -> [batch, out_height, out_width, features]``. Parameters are
+    ``kernel: [kh, kw, in, features]`` and ``bias: [features]`` (the names and layout of ``flax.linen.Conv``,
+    so weights move between the two). ``dtype`` is the compute dtype; parameters stay in ``param_dtype``.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: Padding = "SAME"
+    dilation: int | Sequence[int] = 1
+    use_bias: bool = True
+    kernel_init: str | Initializer = "he_normal"
+    dtype: jnp.dtype | None = None
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = _pair(self.kernel_size)
+        kernel = self.param(
+            "kernel", get_initializer(self.kernel_init), (kh, kw, x.shape[-1], self.features), self.param_dtype
+        )
+        dtype = self.dtype or x.dtype
+        y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation)
+        if self.use_bias:
+            bias = self.param("bias", jax.nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
+        return y

@@ -1,0 +1,74 @@
+"""Max and average pooling over the spatial axes of NHWC images.
+
+When the window tiles the image exactly (window == stride, no padding: the usual 2x2/2 pool) pooling is a
+reshape and a reduction. On XLA:CPU that is several times faster than the generic ``reduce_window`` path,
+whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are identical.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn.conv import Padding, _pair, _padding
+
+
+def _tiles_exactly(x: jax.Array, window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
+    return window == strides and padding == "VALID"
+
+
+def _tiled(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    b, h, w, c = x.shape
+    oh, ow = h // window[0], w // window[1]
+    x = x[:, : oh * window[0], : ow * window[1], :]
+    return x.reshape(b, oh, window[0], ow, window[1], c)
+
+
+def _check(x: jax.Array, name: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects [batch, height, width, channels], got shape {x.shape}")
+
+
+def max_pool(
+    x: jax.Array,
+    window: int | Sequence[int] = 2,
+    strides: int | Sequence[int] | None = None,
+    padding: Padding = "VALID",
+) -> jax.Array:
+    """Maximum over each ``window`` of ``x: [batch, h, w, c]``, moved by ``strides`` (default: the window)."""
+    _check(x, "max_pool")
+    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
+    if _tiles_exactly(x, window, strides, pad):
+        return _tiled(x, window).max(axis=(2, 4))
+    return nn.max_pool(x, window, strides, pad)
+
+
+def avg_pool(
+    x: jax.Array,
+    window: int | Sequence[int] = 2,
+    strides: int | Sequence[int] | None = None,
+    padding: Padding = "VALID",
+) -> jax.Array:
+    """Mean over each ``window`` of ``x: [batch, h, w, c]``; with padding, padded zeros are not counted."""
+    _check(x, "avg_pool")
+    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
+    if _tiles_exactly(x, window, strides, pad):
+        return _tiled(x, window).mean(axis=(2, 4))
+    return nn.avg_pool(x, window, strides, pad, count_include_pad=False)
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """Mean over the spatial axes: ``[batch, h, w, c] -> [batch, c]``."""
+    _check(x, "global_avg_pool")
+    return jnp.mean(x, axis=(1, 2))
+
+
+def get_pool(name: str):
+    """Return ``max_pool`` or ``avg_pool`` by name (``"max"``/``"avg"``), naming the valid ones otherwise."""
+    pools = {"max": max_pool, "avg": avg_pool, "average": avg_pool}
+    if name not in pools:
+        raise ValueError(f"unknown pooling {name!r}; valid names are {sorted(pools)}")
+    return pools[name]

@@ -1,0 +1,11 @@
+"""Training: the state pytree, pure steps, compilation for devices, and the fit loop."""
+
+from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.loop import FitResult, evaluate, fit
+from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state
+from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step, masked_mean
+
+__all__ = [
+    "EarlyStopping", "FitResult", "InputSpec", "TrainState", "count_params", "create_train_state", "evaluate",
+    "fit", "make_eval_step", "make_predict_step", "make_train_step", "masked_mean",
+]

@@ -1,0 +1,117 @@
+"""``train_and_evaluate(config, workdir)``: build everything an experiment config names and run `fit`.
+
+This is the one place where config meets library: data set, model, loss, metrics, optimizer, steps.
+`evaluate_workdir` rebuilds the same pieces from a finished run's ``config.json`` and its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import platform
+import time
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxdl import checkpoint
+from jaxdl.config import config_from_json, config_to_json, validate_config
+from jaxdl.data.datasets import DatasetSplits, load_dataset
+from jaxdl.data.pipeline import num_train_batches
+from jaxdl.losses import make_loss, make_penalty
+from jaxdl.metrics import classification_metrics, regression_metrics
+from jaxdl.models import create_model
+from jaxdl.optim import make_optimizer
+from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.loop import evaluate, fit
+from jaxdl.train.parallel import compile_eval_step, compile_train_step
+from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state
+from jaxdl.train.step import make_eval_step, make_train_step
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+@dataclasses.dataclass
+class Experiment:
+    """The pieces an experiment config builds: data, model, optimizer, initial state and compiled steps."""
+
+    config: ml_collections.ConfigDict
+    data: DatasetSplits
+    model: Any
+    schedule: Any
+    state: TrainState
+    train_step: Any
+    eval_step: Any
+    input_spec: InputSpec
+
+
+def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | None = None) -> Experiment:
+    """Validate ``config`` and build its data, model, optimizer, initial state and compiled steps."""
+    validate_config(config)
+    data = data if data is not None else load_dataset(config.data)
+    model_kwargs = {k: _tuples(v) for k, v in config.model.to_dict().items() if k != "name"}
+    is_regression = config.loss.name == "mse"
+    if not is_regression:
+        model_kwargs.setdefault("num_outputs", data.num_classes)
+    model = create_model(config.model.name, **model_kwargs)
+    steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
+    tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+    loss_fn = make_loss(config.loss)
+    metrics_fn = regression_metrics() if is_regression else classification_metrics(data.num_classes)
+    sample = data.train.x[:1]
+    state = create_train_state(model, tx, sample, config.seed)
+    train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss))
+    eval_step = make_eval_step(model, loss_fn, metrics_fn)
+    strategy = config.train.strategy
+    return Experiment(config, data, model, schedule, state, compile_train_step(train_step, strategy),
+                      compile_eval_step(eval_step, strategy), InputSpec.of(sample))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Train the experiment ``config`` into ``workdir`` and return its summary (also in ``summary.json``)."""
+    start = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    exp = build_experiment(config)
+    (workdir / "config.json").write_text(config_to_json(config))
+    es = config.train.early_stopping
+    early_stopping = EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
+                                   min_delta=es.min_delta, restore_best=es.restore_best)
+    result = fit(
+        exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
+        batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
+        validation_data=exp.data.validation, test_data=exp.data.test, eval_batch_size=config.data.eval_batch_size,
+        early_stopping=early_stopping, workdir=workdir, log_every=config.train.log_every, schedule=exp.schedule,
+        input_spec=exp.input_spec, progress=config.train.progress,
+    )
+    summary = dict(result.summary)
+    summary.update(
+        experiment=config.name, dataset=exp.data.name, model=config.model.name,
+        num_params=count_params(result.state.params),
+        total_seconds=time.perf_counter() - start,
+        machine={"platform": platform.platform(), "backend": jax.default_backend(),
+                 "devices": [str(d) for d in jax.devices()], "jax": jax.__version__},
+        train_examples=len(exp.data.train), validation_examples=len(exp.data.validation),
+        test_examples=len(exp.data.test),
+    )
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, dict[str, float]]:
+    """Restore the checkpoint a finished run left in ``workdir`` and evaluate it on ``splits``."""
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{workdir} has no config.json: is it the --workdir of a `jaxdl train` run?")
+    config = config_from_json(config_path.read_text())
+    exp = build_experiment(config)
+    state = checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state)
+    return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size)
+            for split in splits}

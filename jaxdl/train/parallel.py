@@ -1,0 +1,81 @@
+"""Compiling steps for devices: the only module that names devices.
+
+This version provides the single-device ``jit`` strategy: the train step is jitted with the state donated,
+so parameters and optimizer state are updated in place instead of copied every step.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+import jax
+
+STRATEGIES = ("jit",)
+
+
+def compile_train_step(step: Callable, strategy: str = "jit") -> Callable:
+    """Compile ``step(state, batch) -> (state, metrics)`` with the state's buffers donated."""
+    _check_strategy(strategy)
+    return jax.jit(step, donate_argnums=0)
+
+
+def compile_eval_step(step: Callable, strategy: str = "jit") -> Callable:
+    """Compile ``step(state, batch) -> metrics`` (nothing donated: the state is reused)."""
+    _check_strategy(strategy)
+    return jax.jit(step)
+
+
+def put_batch(batch: dict[str, Any], strategy: str = "jit") -> dict[str, jax.Array]:
+    """Place a host batch on the device(s) the strategy computes on (asynchronously)."""
+    _check_strategy(strategy)
+    return jax.device_put(batch)
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown parallel strategy {strategy!r}; valid strategies are {list(STRATEGIES)}")
+
+
+def prefetch(batches: Iterator[dict[str, Any]], put: Callable[[dict[str, Any]], Any], size: int = 2) -> Iterator[Any]:
+    """Yield ``put(batch)`` for each batch while the next ``size`` are already being built and transferred.
+
+    A background thread assembles host batches (numpy indexing releases the GIL) and starts their
+    transfers, so the step loop never waits on the input pipeline when the pipeline keeps up.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(size, 1))
+    done = object()
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        # A bounded wait, so the thread ends when the consumer stops early instead of blocking forever.
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def producer() -> None:
+        try:
+            for batch in batches:
+                if not offer(put(batch)):
+                    return
+            offer(done)
+        except BaseException as exc:  # re-raised in the consumer, never swallowed
+            offer(exc)
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

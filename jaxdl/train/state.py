@@ -1,0 +1,83 @@
+"""The training state: one pytree of arrays, nothing else.
+
+Keeping functions (model, optimizer) out of the state makes it plain data: it is donated to the step,
+checkpointed by Orbax as is, and compared leaf by leaf in tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    """``step`` (int32 scalar), ``params``, ``batch_stats`` (``{}`` without BatchNorm), ``opt_state`` and
+    ``rng``, the run's base key; each step derives its dropout key as ``fold_in(rng, step)``."""
+
+    step: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+
+    def variables(self) -> dict[str, PyTree]:
+        """The Flax variables for ``model.apply``: params and, when present, batch_stats."""
+        return {"params": self.params, "batch_stats": self.batch_stats} if self.batch_stats else {"params": self.params}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """Shape (without the batch axis) and dtype of the model input the state was initialised for."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, x: np.ndarray | jax.Array) -> "InputSpec":
+        """The spec of a batch ``x: [batch, ...]``."""
+        return cls(tuple(int(d) for d in x.shape[1:]), str(np.dtype(x.dtype)))
+
+    def check(self, x: np.ndarray | jax.Array, what: str = "batch['x']") -> None:
+        """Raise ``ValueError`` naming the mismatch when ``x: [batch, ...]`` does not fit this spec."""
+        got_shape, got_dtype = tuple(x.shape[1:]), str(np.dtype(x.dtype))
+        if got_shape != self.shape:
+            raise ValueError(
+                f"{what} has shape {tuple(x.shape)} (per example {got_shape}) but the model was built for "
+                f"per-example shape {self.shape}; reshape the data to (batch, {', '.join(map(str, self.shape))})"
+            )
+        if got_dtype != self.dtype:
+            raise ValueError(f"{what} has dtype {got_dtype} but the model expects {self.dtype}; cast with .astype('{self.dtype}')")
+
+
+def count_params(params: PyTree) -> int:
+    """Number of scalars in a parameter pytree."""
+    return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seed: int) -> TrainState:
+    """Initialise parameters (and BatchNorm statistics) for ``sample_x: [batch, ...]`` and the optimizer state.
+
+    Everything random comes from ``seed``: the same seed gives bitwise-equal states.
+    """
+    root = jax.random.PRNGKey(seed)
+    params_key, dropout_key, step_key = jax.random.split(root, 3)
+    variables = jax.jit(lambda x: model.init({"params": params_key, "dropout": dropout_key}, x, train=False))(sample_x)
+    params = variables["params"]
+    batch_stats = variables.get("batch_stats", {})
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=tx.init(params),
+        rng=step_key,
+    )
