@@ -1,0 +1,109 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jaxdl.nn.conv import Conv2D, conv2d
+
+
+def course_conv(image, kernel, stride, padding):
+    """(I*K)(i, j) = sum_u sum_v I(i+u, j+v) K(u, v), summed over input channels, by explicit loops."""
+    b, h, w, cin = image.shape
+    kh, kw, _, cout = kernel.shape
+    if padding == "SAME":
+        out_h, out_w = -(-h // stride), -(-w // stride)
+        pad_h = max((out_h - 1) * stride + kh - h, 0)
+        pad_w = max((out_w - 1) * stride + kw - w, 0)
+        image = np.pad(image, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    else:
+        out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
+    out = np.zeros((b, out_h, out_w, cout))
+    for n in range(b):
+        for i in range(out_h):
+            for j in range(out_w):
+                for o in range(cout):
+                    total = 0.0
+                    for u in range(kh):
+                        for v in range(kw):
+                            for c in range(cin):
+                                total += image[n, i * stride + u, j * stride + v, c] * kernel[u, v, c, o]
+                    out[n, i, j, o] = total
+    return out
+
+
+@given(
+    batch=st.integers(1, 2), height=st.integers(3, 9), width=st.integers(3, 9), cin=st.integers(1, 3),
+    cout=st.integers(1, 3), kernel=st.integers(1, 3), stride=st.integers(1, 3),
+    padding=st.sampled_from(["SAME", "VALID"]), seed=st.integers(0, 10_000),
+)
+def test_conv2d_equals_course_formula(batch, height, width, cin, cout, kernel, stride, padding, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, height, width, cin)).astype(np.float32)
+    k = rng.normal(size=(kernel, kernel, cin, cout)).astype(np.float32)
+    got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding))
+    np.testing.assert_allclose(got, course_conv(x, k, stride, padding), rtol=1e-4, atol=1e-4)
+
+
+@given(h=st.integers(4, 12), features=st.integers(1, 5), kernel=st.integers(1, 4), stride=st.integers(1, 2))
+def test_conv_layer_shapes_and_params(h, features, kernel, stride):
+    x = jnp.ones((2, h, h + 1, 3))
+    layer = Conv2D(features, kernel, stride, "SAME")
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    assert variables["params"]["kernel"].shape == (kernel, kernel, 3, features)
+    assert variables["params"]["bias"].shape == (features,)
+    y = layer.apply(variables, x)
+    assert y.shape == (2, -(-h // stride), -(-(h + 1) // stride), features)
+
+
+def test_conv_layer_adds_bias_to_conv2d():
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 2))
+    layer = Conv2D(4, 3, padding="VALID")
+    variables = layer.init(jax.random.PRNGKey(0), x)
+    params = jax.tree.map(lambda p: p + 0.5, variables["params"])
+    expected = conv2d(x, params["kernel"], 1, "VALID") + params["bias"][None, None, None, :]
+    np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-6)
+
+
+def test_channel_mismatch_names_both_counts():
+    with pytest.raises(ValueError, match="3 channels but the kernel expects 2"):
+        conv2d(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 2, 4)))
+
+
+def test_bad_padding_is_explained():
+    with pytest.raises(ValueError, match="SAME"):
+        conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), padding="FULL")
+
+
+@given(
+    batch=st.integers(1, 3), height=st.integers(1, 10), width=st.integers(1, 10), cin=st.integers(1, 4),
+    cout=st.integers(1, 4), kh=st.integers(1, 4), kw=st.integers(1, 4), stride=st.integers(1, 3),
+    dilation=st.integers(1, 2), padding=st.sampled_from(["SAME", "VALID", 1, ((2, 0), (0, 1))]),
+    seed=st.integers(0, 10_000),
+)
+def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width, cin, cout, kh, kw, stride, dilation,
+                                                            padding, seed):
+    """The CPU fast path computes the native convolution, and its gradients, for any shape."""
+    span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == "VALID" and (height < span_h or width < span_w):
+        return
+    if padding == 1 and (height + 2 < span_h or width + 2 < span_w):
+        return
+    if padding == ((2, 0), (0, 1)) and (height + 2 < span_h or width + 1 < span_w):
+        return
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(batch, height, width, cin)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(kh, kw, cin, cout)), jnp.float32)
+
+    def run(impl):
+        f = lambda x, k: conv2d(x, k, stride, padding, dilation, implementation=impl)  # noqa: E731
+        y = f(x, k)
+        weights = jnp.asarray(np.random.default_rng(seed + 1).normal(size=y.shape), jnp.float32)
+        grads = jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)
+        return y, grads
+
+    (y_fast, (gx_fast, gk_fast)), (y_ref, (gx_ref, gk_ref)) = run("patches"), run("xla")
+    assert y_fast.shape == y_ref.shape
+    for a, b in ((y_fast, y_ref), (gx_fast, gx_ref), (gk_fast, gk_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

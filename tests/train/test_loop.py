@@ -1,0 +1,86 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl import checkpoint
+from jaxdl.metrics import ClassificationMetrics
+from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.loop import MAX_STEPS_IN_FLIGHT, evaluate, fit
+from jaxdl.train.parallel import compile_eval_step, compile_train_step
+from jaxdl.train.state import InputSpec
+from tests.train.helpers import blobs, small_setup
+
+
+def _fit(tmp_path=None, eval_step=None, **kwargs):
+    _, state, step, default_eval, schedule = small_setup()
+    snapshots = {}
+    result = fit(state, train_step=compile_train_step(step), eval_step=eval_step or compile_eval_step(default_eval),
+                 train_data=blobs(96), validation_data=blobs(40, seed=5), test_data=blobs(30, seed=6), batch_size=32,
+                 eval_batch_size=16, workdir=tmp_path, log_every=2, schedule=schedule, progress=False,
+                 callbacks=[lambda epoch, row, s: snapshots.__setitem__(epoch, jax.device_get(s.params))], **kwargs)
+    return result, snapshots
+
+
+def test_early_stopping_returns_the_best_epoch_not_the_last():
+    # A validation "loss" that is smallest at epoch 3 (after 9 steps) and grows afterwards.
+    def eval_step(state, batch):
+        loss = jnp.abs(state.step.astype(jnp.float32) - 9.0)
+        return ClassificationMetrics(loss * batch["mask"].sum(), batch["mask"].sum().astype(jnp.int32),
+                                     jnp.zeros((3, 3), jnp.int32))
+
+    result, snapshots = _fit(eval_step=jax.jit(eval_step), num_epochs=8,
+                             early_stopping=EarlyStopping("val_loss", patience=2, restore_best=True))
+    assert result.summary["best_epoch"] == 3
+    assert len(result.history) == 5  # epochs 4 and 5 did not improve: stop after patience 2
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(result.state.params), snapshots[3])
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(snapshots[3]), jax.tree.leaves(snapshots[5])))
+
+
+def test_fit_writes_logs_curves_checkpoint_and_summary(tmp_path):
+    result, _ = _fit(tmp_path, num_epochs=2)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "epoch"}
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
+    assert all("learning_rate" in r for r in records if r["kind"] == "train")
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["test"]["count"] == 30 and summary["validation"]["count"] == 40
+    assert summary["wall_seconds"] > 0
+    restored = checkpoint.restore_checkpoint(tmp_path / "checkpoints", result.state)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(result.state))
+
+
+def test_evaluate_counts_every_example_once():
+    _, state, _, eval_step, _ = small_setup()
+    for n in (1, 15, 16, 17, 50):
+        assert evaluate(state, jax.jit(eval_step), blobs(n), batch_size=16)["count"] == n
+
+
+def test_nan_loss_stops_training_and_never_writes_a_checkpoint(tmp_path):
+    data = blobs(96)
+    data.x[5, 0, 0, 0] = np.nan
+    _, state, step, eval_step, _ = small_setup()
+    with pytest.raises(FloatingPointError, match="learning_rate|clip_norm"):
+        fit(state, train_step=compile_train_step(step), eval_step=jax.jit(eval_step), train_data=data,
+            validation_data=blobs(16), batch_size=32, num_epochs=1, workdir=tmp_path, log_every=1, progress=False)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_wrong_input_shape_or_dtype_is_explained():
+    _, state, step, eval_step, _ = small_setup()
+    spec = InputSpec((4, 4, 1), "float32")
+    with pytest.raises(ValueError, match=r"per-example shape \(4, 4, 1\)"):
+        fit(state, train_step=step, eval_step=eval_step, train_data=blobs(64, shape=(16,)), batch_size=32,
+            num_epochs=1, input_spec=spec, progress=False)
+    bad = blobs(64)
+    bad.x = bad.x.astype(np.float64)
+    with pytest.raises(ValueError, match="dtype float64 but the model expects float32"):
+        fit(state, train_step=step, eval_step=eval_step, train_data=bad, batch_size=32, num_epochs=1,
+            input_spec=spec, progress=False)
+
+
+def test_steps_in_flight_are_bounded():
+    assert 1 <= MAX_STEPS_IN_FLIGHT <= 30
