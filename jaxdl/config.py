@@ -24,7 +24,7 @@ def default_config() -> ConfigDict:
     config.name = "experiment"
     config.seed = 0
     config.data = ConfigDict(dict(
-        name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0,
+        name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0, augment=(),
         train_limit=ml_collections.FieldReference(None, field_type=int),
         eval_limit=ml_collections.FieldReference(None, field_type=int),
         validation_fraction=ml_collections.FieldReference(None, field_type=float),

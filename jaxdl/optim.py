@@ -90,7 +90,8 @@ def make_optimizer(
     elif name == "adam":
         chain.append(optax.adam(schedule, b1=b1, b2=b2, eps=eps))
     elif name == "adamw":
-        chain.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
+        chain.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                                 mask=decay_mask if weight_decay > 0 else None))
     elif name == "rmsprop":
         chain.append(optax.rmsprop(schedule, decay=float(_get(config, "decay", 0.9)), eps=eps,
                                    momentum=float(_get(config, "momentum", 0.0)) or None))

@@ -18,6 +18,8 @@ NUMPY_ARRAY_GLOBALS = frozenset({
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    # Python 3 writes bytes in protocol-2 pickles as _codecs.encode(str, "latin1"): it only encodes text.
+    ("_codecs", "encode"),
 })
 
 # Pickles written under numpy 1.x name numpy.core; numpy 2 moved it to numpy._core.

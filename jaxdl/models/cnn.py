@@ -89,9 +89,13 @@ class ConvNet(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if x.ndim != 4:
             raise ValueError(f"ConvNet expects images [batch, height, width, channels], got shape {x.shape}")
-        for width in self.channels:
+        size = x.shape[1:3]
+        for i, width in enumerate(self.channels):
             x = ConvBlock(width, self.convs_per_block, self.kernel_size, self.strides, self.padding,
                           self.batch_norm, self.activation, self.pool, self.pool_size)(x, train=train)
+            if min(x.shape[1:3]) < 1:
+                raise ValueError(f"ConvNet: block {i} shrinks the {size} input to {x.shape[1:3]}; use larger "
+                                 "images, fewer blocks, padding='SAME' or a smaller pool")
         return DenseHead(self.dense, self.num_outputs, self.activation, self.dropout_rate)(x, train=train)
 
 

@@ -7,13 +7,13 @@ Each function is the course formula written in `jax.numpy`; `get_activation` tur
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-import re
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from jaxdl.spec import parse_spec
 
 Activation = Callable[[jax.Array], jax.Array]
 
@@ -68,18 +68,6 @@ ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "linear": identity,
 }
 
-_SPEC = re.compile(r"^\s*(?P<name>[a-z_]+)\s*(\((?P<args>[^()]*)\))?\s*$")
-
-
-def _parse_value(text: str) -> float | bool | int:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
-
 
 def get_activation(spec: str | Activation) -> Activation:
     """Return the activation named by ``spec``.
@@ -90,23 +78,6 @@ def get_activation(spec: str | Activation) -> Activation:
     """
     if callable(spec):
         return spec
-    match = _SPEC.match(str(spec))
-    if match is None or match["name"] not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {spec!r}; valid names are {sorted(ACTIVATIONS)} "
-            "(keyword arguments in brackets, e.g. 'leaky_relu(alpha=0.2)')"
-        )
-    fn = ACTIVATIONS[match["name"]]
-    if not match["args"]:
-        return fn
-    kwargs = {}
-    for part in match["args"].split(","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"activation {spec!r}: arguments must be key=value, got {part!r}")
-        kwargs[key.strip()] = _parse_value(value)
-    accepted = [p for p in inspect.signature(fn).parameters if p != "x"]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"activation {match['name']!r} takes {accepted}, not {unknown}")
-    return functools.partial(fn, **kwargs)
+    name, kwargs = parse_spec(spec, ACTIVATIONS, "activation")
+    fn = ACTIVATIONS[name]
+    return functools.partial(fn, **kwargs) if kwargs else fn

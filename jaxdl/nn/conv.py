@@ -99,16 +99,25 @@ def conv2d(
         raise ValueError(f"conv2d: input has {x.shape[-1]} channels but the kernel expects {kernel.shape[2]}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown conv implementation {implementation!r}; valid ones are {list(IMPLEMENTATIONS)}")
+    strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
+    kernel_hw = kernel.shape[:2]
+    pads = _explicit_padding(pad, x.shape[1:3], kernel_hw, strides, dilation)
+    for axis, name in ((0, "height"), (1, "width")):
+        padded = x.shape[1 + axis] + sum(pads[axis])
+        span = (kernel_hw[axis] - 1) * dilation[axis] + 1
+        if padded < span:
+            raise ValueError(f"conv2d: input {name} {x.shape[1 + axis]} (padded to {padded}) is smaller than the "
+                             f"kernel span {span}; use padding='SAME', a smaller kernel or larger inputs")
     if implementation == "auto":
         implementation = "patches" if jax.default_backend() == "cpu" else "xla"
     if implementation == "patches":
-        return _conv2d_patches(x, kernel, _pair(strides), _padding(padding), _pair(dilation))
+        return _conv2d_patches(x, kernel, strides, pad, dilation)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
-        window_strides=_pair(strides),
-        padding=_padding(padding),
-        rhs_dilation=_pair(dilation),
+        window_strides=strides,
+        padding=pad,
+        rhs_dilation=dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
 

@@ -18,6 +18,7 @@ import ml_collections
 
 from jaxdl import checkpoint
 from jaxdl.config import config_from_json, config_to_json, validate_config
+from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import num_train_batches
 from jaxdl.losses import make_loss, make_penalty
@@ -66,7 +67,8 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     metrics_fn = regression_metrics() if is_regression else classification_metrics(data.num_classes)
     sample = data.train.x[:1]
     state = create_train_state(model, tx, sample, config.seed)
-    train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss))
+    train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
+                                 make_augmentation(tuple(config.data.augment)))
     eval_step = make_eval_step(model, loss_fn, metrics_fn)
     strategy = config.train.strategy
     return Experiment(config, data, model, schedule, state, compile_train_step(train_step, strategy),

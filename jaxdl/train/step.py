@@ -38,14 +38,18 @@ def make_train_step(
     metrics_fn: MetricsFn,
     tx: optax.GradientTransformation,
     penalty_fn: Callable[[Any], jax.Array] | None = None,
+    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> TrainStep:
     """Build ``train_step(state, batch) -> (state, metrics)``: one gradient step on the masked mean loss
-    (plus ``penalty_fn(params)`` when given), with dropout keyed by ``fold_in(state.rng, state.step)`` and
-    BatchNorm statistics updated in ``state.batch_stats``. ``metrics`` are the batch's sums."""
+    (plus ``penalty_fn(params)`` when given), with BatchNorm statistics updated in ``state.batch_stats``.
+    ``augment_fn(key, x)`` (optional) transforms the inputs inside the compiled step. Dropout and
+    augmentation keys derive from ``fold_in(state.rng, state.step)``. ``metrics`` are the batch's sums."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         x, y, mask = batch["x"], batch["y"], batch.get("mask")
-        dropout_key = jax.random.fold_in(state.rng, state.step)
+        dropout_key, augment_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        if augment_fn is not None:
+            x = augment_fn(augment_key, x)
         uses_batch_norm = bool(state.batch_stats)
 
         def objective(params):

@@ -50,10 +50,10 @@ def test_conv2d_equals_course_formula(batch, height, width, cin, cout, kernel, s
 def test_conv_layer_shapes_and_params(h, features, kernel, stride):
     x = jnp.ones((2, h, h + 1, 3))
     layer = Conv2D(features, kernel, stride, "SAME")
-    variables = layer.init(jax.random.PRNGKey(0), x)
+    variables = jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), x))
     assert variables["params"]["kernel"].shape == (kernel, kernel, 3, features)
     assert variables["params"]["bias"].shape == (features,)
-    y = layer.apply(variables, x)
+    y = jax.eval_shape(lambda v: layer.apply(v, x), variables)
     assert y.shape == (2, -(-h // stride), -(-(h + 1) // stride), features)
 
 
@@ -69,6 +69,11 @@ def test_conv_layer_adds_bias_to_conv2d():
 def test_channel_mismatch_names_both_counts():
     with pytest.raises(ValueError, match="3 channels but the kernel expects 2"):
         conv2d(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 2, 4)))
+
+
+def test_input_smaller_than_the_kernel_is_explained():
+    with pytest.raises(ValueError, match="smaller than the kernel span 5"):
+        conv2d(jnp.ones((1, 4, 9, 1)), jnp.ones((5, 5, 1, 1)), padding="VALID")
 
 
 def test_bad_padding_is_explained():

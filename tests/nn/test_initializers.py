@@ -1,7 +1,7 @@
 import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl.nn.initializers import available_initializers, get_initializer
@@ -16,6 +16,7 @@ VARIANCE = {  # the course's scaling rules
 
 
 @pytest.mark.parametrize("name", [n for n in available_initializers() if n != "zeros"])
+@settings(max_examples=4)
 @given(fan_in=st.integers(64, 400), fan_out=st.integers(64, 400), seed=st.integers(0, 2**31 - 1))
 def test_initializer_variance_matches_formula(name, fan_in, fan_out, seed):
     w = np.asarray(get_initializer(name)(jax.random.PRNGKey(seed), (fan_in, fan_out)))

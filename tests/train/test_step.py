@@ -1,7 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl.data.pipeline import train_batches
@@ -27,10 +27,17 @@ def test_same_seed_gives_bitwise_equal_states():
         assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(c.params)))
 
 
+_, _MASK_STATE, _MASK_STEP, _, _ = small_setup(seed=7)
+_MASK_STEP = jax.jit(_MASK_STEP)
+
+
+@settings(max_examples=6)  # each distinct `real` compiles the unpadded step once
 @given(real=st.integers(1, 15), seed=st.integers(0, 100))
 def test_masked_padding_rows_change_nothing(real, seed):
-    """A step on a batch padded with garbage rows masked out equals the step on the real rows alone."""
-    _, state, step, _, _ = small_setup(model=bn_convnet(), seed=seed)
+    """A step on a batch padded with garbage rows masked out equals the step on the real rows alone.
+
+    (BatchNorm's training statistics see every row by design, so this property is stated without it.)"""
+    state, step = _MASK_STATE, _MASK_STEP
     data = blobs(real, seed=seed)
     rng = np.random.default_rng(seed)
     pad = 16 - real
@@ -38,10 +45,8 @@ def test_masked_padding_rows_change_nothing(real, seed):
               "y": np.concatenate([data.y, rng.integers(0, 3, pad).astype(np.int32)]),
               "mask": np.arange(16) < real}
     alone = {"x": data.x, "y": data.y, "mask": np.ones(real, bool)}
-    # BatchNorm statistics of a training batch see all rows, so compare a model without it for params.
-    _, state, step, _, _ = small_setup(seed=seed)
-    s_pad, m_pad = jax.jit(step)(state, padded)
-    s_alone, m_alone = jax.jit(step)(state, alone)
+    s_pad, m_pad = step(state, padded)
+    s_alone, m_alone = step(state, alone)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), s_pad.params, s_alone.params)
     assert int(m_pad.count) == real
     np.testing.assert_array_equal(m_pad.confusion, m_alone.confusion)
@@ -72,7 +77,7 @@ def test_training_learns_blobs():
     _, state, step, eval_step, _ = small_setup()
     step = compile_train_step(step)
     data = blobs(256)
-    for epoch in range(5):
+    for epoch in range(15):
         for batch in train_batches(data, 32, 0, epoch):
             state, _ = step(state, batch)
     m = jax.jit(eval_step)(state, {"x": data.x, "y": data.y}).compute()
