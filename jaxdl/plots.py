@@ -16,9 +16,10 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | pathli
     """Plot train vs validation curves of every metric in ``history`` (one dict per epoch, keys like
     ``train_loss``/``val_loss``) into ``path``; the epoch restored by early stopping is marked."""
     path = pathlib.Path(path)
-    names = sorted({k.split("_", 1)[1] for row in history for k in row if k.startswith(("train_", "val_"))}
-                   - {"count"})
-    names = [n for n in ("loss", "accuracy") if n in names] + [n for n in names if n not in ("loss", "accuracy")][:2]
+    logged = {k.split("_", 1)[1] for row in history for k in row if k.startswith(("train_", "val_"))}
+    # Micro-averaged scores equal accuracy for single-label classification: plotting them adds nothing.
+    preferred = ("loss", "accuracy", "f1_macro", "mae", "rmse")
+    names = [n for n in preferred if n in logged] or sorted(logged - {"count"})[:3]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3.6), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, name in zip(axes[0], names):

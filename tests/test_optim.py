@@ -73,7 +73,7 @@ def test_clipping_bounds_the_global_norm():
     params, grads = _params_and_grads(2)
     grads = jax.tree.map(lambda g: g * 100, grads)
     new = _step({"name": "sgd", "learning_rate": 1.0, "clip_norm": 1.0}, params, grads)
-    moved = optax.global_norm(jax.tree.map(jnp.subtract, new, params))
+    moved = optax.tree.norm(jax.tree.map(jnp.subtract, new, params))
     np.testing.assert_allclose(moved, 1.0, rtol=1e-5)
 
 

@@ -32,6 +32,14 @@ def _check(x: jax.Array, name: str) -> None:
         raise ValueError(f"{name} expects [batch, height, width, channels], got shape {x.shape}")
 
 
+def _pool(x, window, strides, padding, name, tiled_reduce, generic):
+    _check(x, name)
+    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
+    if _tiles_exactly(x, window, strides, pad):
+        return tiled_reduce(_tiled(x, window), axis=(2, 4))
+    return generic(x, window, strides, pad)
+
+
 def max_pool(
     x: jax.Array,
     window: int | Sequence[int] = 2,
@@ -39,11 +47,7 @@ def max_pool(
     padding: Padding = "VALID",
 ) -> jax.Array:
     """Maximum over each ``window`` of ``x: [batch, h, w, c]``, moved by ``strides`` (default: the window)."""
-    _check(x, "max_pool")
-    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
-    if _tiles_exactly(x, window, strides, pad):
-        return _tiled(x, window).max(axis=(2, 4))
-    return nn.max_pool(x, window, strides, pad)
+    return _pool(x, window, strides, padding, "max_pool", jnp.max, nn.max_pool)
 
 
 def avg_pool(
@@ -53,11 +57,8 @@ def avg_pool(
     padding: Padding = "VALID",
 ) -> jax.Array:
     """Mean over each ``window`` of ``x: [batch, h, w, c]``; with padding, padded zeros are not counted."""
-    _check(x, "avg_pool")
-    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
-    if _tiles_exactly(x, window, strides, pad):
-        return _tiled(x, window).mean(axis=(2, 4))
-    return nn.avg_pool(x, window, strides, pad, count_include_pad=False)
+    return _pool(x, window, strides, padding, "avg_pool", jnp.mean,
+                 lambda x, w, s, p: nn.avg_pool(x, w, s, p, count_include_pad=False))
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
