@@ -122,7 +122,7 @@ def fit(
     if early_stopping is None and validation_data is not None:
         early_stopping = EarlyStopping(patience=None, restore_best=False)
     history: list[dict[str, Any]] = []
-    best_state = None
+    best_state, last_validation = None, None
     step = int(jax.device_get(state.step))
     train_seconds = 0.0
     for epoch in range(1, num_epochs + 1):
@@ -155,7 +155,8 @@ def fit(
         row: dict[str, Any] = {"epoch": epoch, "step": step}
         row.update({f"train_{k}": v for k, v in _scalars(epoch_sums.compute()).items()})
         if validation_data is not None:
-            row.update({f"val_{k}": v for k, v in _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put)).items()})
+            last_validation = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put))
+            row.update({f"val_{k}": v for k, v in last_validation.items()})
         row["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(row)
         log.write({"kind": "epoch", **row})
@@ -187,7 +188,10 @@ def fit(
         "train_seconds": train_seconds,
     }
     if validation_data is not None:
-        summary["validation"] = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put))
+        # The last epoch's evaluation already describes the returned state unless an earlier one was restored.
+        returned_last = best_state is None or early_stopping.best_epoch == history[-1]["epoch"]
+        summary["validation"] = (last_validation if returned_last
+                                 else _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put)))
     if test_data is not None:
         summary["test"] = _scalars(evaluate(state, eval_step, test_data, eval_batch_size, put))
     summary["wall_seconds"] = time.perf_counter() - start_time

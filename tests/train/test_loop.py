@@ -82,5 +82,13 @@ def test_wrong_input_shape_or_dtype_is_explained():
             input_spec=spec, progress=False)
 
 
-def test_steps_in_flight_are_bounded():
-    assert 1 <= MAX_STEPS_IN_FLIGHT <= 30
+def test_the_loop_never_queues_more_than_the_bound_of_steps(monkeypatch):
+    """With no logging inside the epoch, the loop must still wait on old steps once the queue is full."""
+    waited = []
+    original = jax.block_until_ready
+    monkeypatch.setattr(jax, "block_until_ready", lambda x: waited.append(1) or original(x))
+    _, state, step, eval_step, _ = small_setup()
+    steps = MAX_STEPS_IN_FLIGHT + 5
+    fit(state, train_step=compile_train_step(step), eval_step=jax.jit(eval_step), train_data=blobs(32 * steps),
+        batch_size=32, num_epochs=1, log_every=10_000, progress=False)
+    assert len(waited) == steps - MAX_STEPS_IN_FLIGHT
