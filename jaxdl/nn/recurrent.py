@@ -1,0 +1,144 @@
+"""Recurrent cells and a layer that runs any of them over time with ``scan``.
+
+A cell maps ``(carry, x_t) -> (carry, h_t)`` for one time step; `RNN` scans it over ``[batch, time, features]``
+with `flax.linen.scan` (one compiled step body, whatever the length), never a Python loop. With ``lengths``
+the padded steps of each sequence leave its state unchanged and output zeros, so the final carry is the state
+at each sequence's true end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn.activations import get_activation
+from jaxdl.nn.initializers import get_initializer
+
+Carry = Any
+
+
+class SimpleRNNCell(nn.Module):
+    """The course's recurrent cell: ``h_t = g(W_h h_{t-1} + W_x x_t + b)``, ``g`` chosen by name (tanh)."""
+
+    hidden_size: int
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        w_x = nn.Dense(self.hidden_size, kernel_init=get_initializer("xavier_uniform"), name="input")
+        w_h = nn.Dense(self.hidden_size, use_bias=False, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")
+        h = get_activation(self.activation)(w_h(h) + w_x(x))
+        return h, h
+
+    def initial_carry(self, batch: int) -> jax.Array:
+        """Zeros ``[batch, hidden_size]``."""
+        return jnp.zeros((batch, self.hidden_size))
+
+
+class LSTMCell(nn.Module):
+    """Long short-term memory: input, forget and output gates and a cell state ``c``.
+
+    ``i, f, o = sigmoid(W_* x + U_* h + b_*)``, ``g = tanh(W_g x + U_g h + b_g)``, ``c' = f c + i g``,
+    ``h' = o tanh(c')``. The carry is ``(c, h)``; the forget-gate bias starts at 1 so memory is kept early on.
+    """
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+        c, h = carry
+        n = self.hidden_size
+        forget_bias = lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype).at[n:2 * n].set(1.0)  # noqa: E731
+        gates = (nn.Dense(4 * n, bias_init=forget_bias, kernel_init=get_initializer("xavier_uniform"), name="input")(x)
+                 + nn.Dense(4 * n, use_bias=False, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")(h))
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return (c, h), h
+
+    def initial_carry(self, batch: int) -> tuple[jax.Array, jax.Array]:
+        """Zero cell and hidden states, each ``[batch, hidden_size]``."""
+        return jnp.zeros((batch, self.hidden_size)), jnp.zeros((batch, self.hidden_size))
+
+
+class GRUCell(nn.Module):
+    """Gated recurrent unit: reset gate ``r``, update gate ``z``.
+
+    ``r, z = sigmoid(W_* x + U_* h + b_*)``, ``n = tanh(W_n x + b_n + r * (U_n h + b_hn))``,
+    ``h' = (1 - z) n + z h``.
+    """
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n = self.hidden_size
+        wx = nn.Dense(3 * n, kernel_init=get_initializer("xavier_uniform"), name="input")(x)
+        uh = nn.Dense(3 * n, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")(h)
+        xr, xz, xn = jnp.split(wx, 3, axis=-1)
+        hr, hz, hn = jnp.split(uh, 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        candidate = jnp.tanh(xn + r * hn)
+        h = (1.0 - z) * candidate + z * h
+        return h, h
+
+    def initial_carry(self, batch: int) -> jax.Array:
+        """Zeros ``[batch, hidden_size]``."""
+        return jnp.zeros((batch, self.hidden_size))
+
+
+CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
+
+
+def _masked_step(cell: nn.Module, carry: Carry, inputs: tuple[jax.Array, jax.Array]) -> tuple[Carry, jax.Array]:
+    """One time step of ``cell`` that keeps the carry and outputs zeros where ``valid`` is False."""
+    x, valid = inputs
+    new_carry, y = cell(carry, x)
+    keep = lambda new, old: jnp.where(valid[:, None], new, old)  # noqa: E731
+    return jax.tree.map(keep, new_carry, carry), jnp.where(valid[:, None], y, 0.0)
+
+
+class RNN(nn.Module):
+    """Run ``cell`` over ``x: [batch, time, features]`` with ``nn.scan``.
+
+    Returns ``(final_carry, outputs [batch, time, hidden])``. ``lengths: [batch]`` (optional) gives each
+    sequence's true length: steps at or past it neither change the carry nor produce output, so the final
+    carry is the state after each sequence's last real step. ``reverse=True`` runs from the last real step
+    backwards (padding stays at the end of the output, aligned with the input).
+    """
+
+    cell: nn.Module
+    reverse: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None, initial_carry: Carry | None = None
+                 ) -> tuple[Carry, jax.Array]:
+        if x.ndim != 3:
+            raise ValueError(f"RNN expects inputs [batch, time, features], got shape {x.shape}")
+        batch, time = x.shape[:2]
+        if lengths is None:
+            lengths = jnp.full((batch,), time, jnp.int32)
+        elif lengths.shape != (batch,):
+            raise ValueError(f"RNN lengths must have shape ({batch},) to match the batch, got {lengths.shape}")
+        valid = jnp.arange(time)[None, :] < lengths[:, None]  # [batch, time]
+        if self.reverse:
+            x = _reverse_valid(x, lengths)
+        carry = self.cell.initial_carry(batch) if initial_carry is None else initial_carry
+        # The lifted scan shares the cell's parameters across steps and compiles one step body.
+        scan = nn.scan(_masked_step, variable_broadcast="params", split_rngs={"params": False, "dropout": True},
+                       in_axes=1, out_axes=1)
+        carry, outputs = scan(self.cell, carry, (x, valid))
+        if self.reverse:
+            outputs = _reverse_valid(outputs, lengths)
+        return carry, outputs
+
+
+def _reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Reverse each sequence's first ``lengths[b]`` steps in place, leaving its padding where it is."""
+    time = x.shape[1]
+    t = jnp.arange(time)[None, :]
+    index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [batch, time]
+    return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
