@@ -142,3 +142,62 @@ def _reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
     t = jnp.arange(time)[None, :]
     index = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [batch, time]
     return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def make_cell(kind: str, hidden_size: int, activation: str = "tanh") -> nn.Module:
+    """A cell by name: ``"rnn"`` (with ``activation``), ``"lstm"`` or ``"gru"``."""
+    if kind not in CELLS:
+        raise ValueError(f"unknown recurrent cell {kind!r}; valid names are {sorted(CELLS)}")
+    # parent=None: the cell belongs to the RNN it is handed to, not to the module that happens to build it.
+    if kind == "rnn":
+        return SimpleRNNCell(hidden_size, activation, parent=None)
+    return CELLS[kind](hidden_size, parent=None)
+
+
+class Bidirectional(nn.Module):
+    """A forward and a backward `RNN` over the same sequences, outputs concatenated on the feature axis.
+
+    ``x: [batch, time, features] -> (carries (forward, backward), outputs [batch, time, 2 * hidden])``; the
+    backward direction starts at each sequence's last real step (``lengths``), not at the padding.
+    """
+
+    forward_cell: nn.Module
+    backward_cell: nn.Module
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None) -> tuple[tuple[Carry, Carry], jax.Array]:
+        # Unbound clones: each cell's parameters live under its own RNN ("forward/cell", "backward/cell").
+        carry_f, out_f = RNN(self.forward_cell.clone(parent=None), name="forward")(x, lengths)
+        carry_b, out_b = RNN(self.backward_cell.clone(parent=None), reverse=True, name="backward")(x, lengths)
+        return (carry_f, carry_b), jnp.concatenate([out_f, out_b], axis=-1)
+
+
+class StackedRNN(nn.Module):
+    """``num_layers`` recurrent layers of ``cell`` ("rnn", "lstm", "gru"), optionally bidirectional, with
+    dropout between layers (each layer draws its own mask from the ``dropout`` RNG).
+
+    ``x: [batch, time, features] -> (final carries, one per layer; outputs [batch, time, hidden or 2*hidden])``.
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout_rate: float = 0.0
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None, *, train: bool = False
+                 ) -> tuple[list[Carry], jax.Array]:
+        carries = []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout_rate:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{layer}")(x)
+            if self.bidirectional:
+                carry, x = Bidirectional(make_cell(self.cell, self.hidden_size, self.activation),
+                                         make_cell(self.cell, self.hidden_size, self.activation),
+                                         name=f"layer_{layer}")(x, lengths)
+            else:
+                carry, x = RNN(make_cell(self.cell, self.hidden_size, self.activation), name=f"layer_{layer}")(x, lengths)
+            carries.append(carry)
+        return carries, x

@@ -95,3 +95,42 @@ def test_bad_shapes_are_explained():
         model.init(jax.random.PRNGKey(0), jnp.zeros((4, 5)))
     with pytest.raises(ValueError, match=r"lengths must have shape \(2,\)"):
         model.init(jax.random.PRNGKey(0), jnp.zeros((2, 5, 1)), jnp.array([5, 5, 5]))
+
+
+@settings(max_examples=4)
+@given(lengths=st.lists(st.integers(1, 8), min_size=2, max_size=2), seed=st.integers(0, 1000))
+def test_bidirectional_is_forward_plus_forward_on_the_reversed_sequence(lengths, seed):
+    from jaxdl.nn.recurrent import Bidirectional, make_cell
+
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths, np.int32)
+    x = rng.normal(size=(2, 8, 3)).astype(np.float32)
+    model = Bidirectional(make_cell("lstm", 4), make_cell("lstm", 4))
+    variables = model.init(jax.random.PRNGKey(seed), jnp.asarray(x), jnp.asarray(lengths))
+    _, out = model.apply(variables, jnp.asarray(x), jnp.asarray(lengths))
+    single = RNN(make_cell("lstm", 4))
+    for b, n in enumerate(lengths):
+        seq = jnp.asarray(x[b:b + 1, :n])
+        _, fwd = single.apply({"params": variables["params"]["forward"]}, seq)
+        _, bwd = single.apply({"params": variables["params"]["backward"]}, seq[:, ::-1])
+        np.testing.assert_allclose(out[b, :n, :4], fwd[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[b, :n, 4:], np.asarray(bwd[0])[::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_layers_compose_and_dropout_acts_only_in_training():
+    from jaxdl.nn.recurrent import StackedRNN, make_cell
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 3)).astype(np.float32))
+    stack = StackedRNN("gru", hidden_size=5, num_layers=2, dropout_rate=0.5)
+    variables = stack.init(jax.random.PRNGKey(0), x)
+    _, out = stack.apply(variables, x)
+    layer = RNN(make_cell("gru", 5))
+    _, first = layer.apply({"params": variables["params"]["layer_0"]}, x)
+    _, second = layer.apply({"params": variables["params"]["layer_1"]}, first)
+    np.testing.assert_allclose(out, second, rtol=1e-5, atol=1e-6)  # inference: no dropout
+    train = lambda key: stack.apply(variables, x, train=True, rngs={"dropout": key})[1]  # noqa: E731
+    assert not np.allclose(train(jax.random.PRNGKey(1)), out)
+    assert not np.allclose(train(jax.random.PRNGKey(1)), train(jax.random.PRNGKey(2)))
+    np.testing.assert_array_equal(train(jax.random.PRNGKey(1)), train(jax.random.PRNGKey(1)))
+    with pytest.raises(ValueError, match="valid names are .*gru"):
+        make_cell("transformer", 4)
