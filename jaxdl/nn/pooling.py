@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxdl.nn.conv import Padding, _pair, _padding
 
 
-def _tiles_exactly(x: jax.Array, window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
+def _tiles_exactly(window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
     return window == strides and padding == "VALID"
 
 
@@ -35,7 +35,7 @@ def _check(x: jax.Array, name: str) -> None:
 def _pool(x, window, strides, padding, name, tiled_reduce, generic):
     _check(x, name)
     window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
-    if _tiles_exactly(x, window, strides, pad):
+    if _tiles_exactly(window, strides, pad):
         return tiled_reduce(_tiled(x, window), axis=(2, 4))
     return generic(x, window, strides, pad)
 

@@ -48,6 +48,12 @@ def test_scanned_cell_equals_numpy_step_by_step_loop(kind, batch, time, features
     np.testing.assert_allclose(outputs, numpy_loop(kind, variables["params"], x.astype(np.float64)), rtol=1e-4, atol=1e-5)
 
 
+def _padded_sequences(lengths, seed, time, features):
+    """Random inputs ``[len(lengths), time, features]`` and their lengths as int32."""
+    x = np.random.default_rng(seed).normal(size=(len(lengths), time, features)).astype(np.float32)
+    return x, np.asarray(lengths, np.int32)
+
+
 _SHARED = {kind: RNN(CELLS[kind](4)) for kind in CELLS}
 _APPLY = {kind: jax.jit(m.apply) for kind, m in _SHARED.items()}
 _VARIABLES = {kind: m.init(jax.random.PRNGKey(0), jnp.zeros((3, 10, 2)), jnp.array([10, 1, 5])) for kind, m in _SHARED.items()}
@@ -57,9 +63,8 @@ _VARIABLES = {kind: m.init(jax.random.PRNGKey(0), jnp.zeros((3, 10, 2)), jnp.arr
 @settings(max_examples=6)
 @given(lengths=st.lists(st.integers(1, 10), min_size=3, max_size=3), seed=st.integers(0, 1000))
 def test_padding_after_each_length_changes_nothing(kind, lengths, seed):
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, np.int32)
-    x = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    rng = np.random.default_rng(seed + 1)
+    x, lengths = _padded_sequences(lengths, seed, 10, 2)
     garbage = x.copy()
     for b, n in enumerate(lengths):
         garbage[b, n:] = rng.normal(size=(10 - n, 2)) * 100
@@ -78,9 +83,7 @@ def test_padding_after_each_length_changes_nothing(kind, lengths, seed):
 @settings(max_examples=6)
 @given(lengths=st.lists(st.integers(1, 10), min_size=3, max_size=3), seed=st.integers(0, 1000))
 def test_reverse_equals_forward_on_each_reversed_sequence(lengths, seed):
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, np.int32)
-    x = rng.normal(size=(3, 10, 2)).astype(np.float32)
+    x, lengths = _padded_sequences(lengths, seed, 10, 2)
     forward, backward = RNN(CELLS["gru"](4)), RNN(CELLS["gru"](4), reverse=True)
     variables = _VARIABLES["gru"]
     _, out_back = backward.apply(variables, jnp.asarray(x), jnp.asarray(lengths))
@@ -102,9 +105,7 @@ def test_bad_shapes_are_explained():
 def test_bidirectional_is_forward_plus_forward_on_the_reversed_sequence(lengths, seed):
     from jaxdl.nn.recurrent import Bidirectional, make_cell
 
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths, np.int32)
-    x = rng.normal(size=(2, 8, 3)).astype(np.float32)
+    x, lengths = _padded_sequences(lengths, seed, 8, 3)
     model = Bidirectional(make_cell("lstm", 4), make_cell("lstm", 4))
     variables = model.init(jax.random.PRNGKey(seed), jnp.asarray(x), jnp.asarray(lengths))
     _, out = model.apply(variables, jnp.asarray(x), jnp.asarray(lengths))
