@@ -32,7 +32,7 @@ def default_config() -> ConfigDict:
         root=ml_collections.FieldReference(None, field_type=str),
     ))
     config.model = ConfigDict(dict(name="mlp"))
-    config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, l1=0.0, l2=0.0,
+    config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, ignore_label=-1, l1=0.0, l2=0.0,
                                   penalty_params="kernel"))
     config.optimizer = ConfigDict(dict(
         name="adam", learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, decay=0.9,

@@ -70,6 +70,27 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing:
     return loss.reshape(loss.shape[0], -1).mean(axis=1) if loss.ndim > 1 else loss
 
 
+def sequence_cross_entropy(logits: jax.Array, labels: jax.Array, ignore_label: int = -1,
+                           label_smoothing: float = 0.0) -> jax.Array:
+    """Per-sequence mean token cross-entropy for ``logits: [batch, time, classes]``, ``labels: [batch, time]``.
+
+    Steps whose label equals ``ignore_label`` (padding) are left out of the mean, so a sequence's loss does not
+    depend on how much padding follows it. A sequence with no counted step has loss 0. Returns ``[batch]``.
+    """
+    if logits.ndim != 3 or labels.shape != logits.shape[:2]:
+        raise ValueError(f"sequence_cross_entropy: expected logits [batch, time, classes] and labels [batch, time], "
+                         f"got {logits.shape} and {labels.shape}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"sequence_cross_entropy: labels must be integers, got {labels.dtype}")
+    valid = labels != ignore_label
+    targets = jax.nn.one_hot(jnp.where(valid, labels, 0), logits.shape[-1], dtype=logits.dtype)
+    if label_smoothing:
+        targets = (1.0 - label_smoothing) * targets + label_smoothing / logits.shape[-1]
+    token_loss = -jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    counted = valid.astype(logits.dtype)
+    return jnp.sum(token_loss * counted, axis=1) / jnp.maximum(jnp.sum(counted, axis=1), 1.0)
+
+
 def l1_penalty(params: PyTree, pattern: str | None = "kernel") -> jax.Array:
     """``sum |w|`` over the parameters whose path matches ``pattern`` (default: every ``kernel``, no biases)."""
     mask = match_mask(params, pattern)
@@ -88,19 +109,24 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "mse": mse,
     "binary_cross_entropy": binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
+    "sequence_cross_entropy": sequence_cross_entropy,
 }
 
 
 def make_loss(config: ml_collections.ConfigDict | dict[str, Any]) -> LossFn:
-    """Build ``loss(logits, labels) -> [batch]`` from ``config.name`` (and ``label_smoothing`` for softmax)."""
+    """Build ``loss(logits, labels) -> [batch]`` from ``config.name`` (with ``label_smoothing`` for the softmax
+    losses and ``ignore_label`` for ``sequence_cross_entropy``)."""
     name = config["name"]
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
     smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
-    if smoothing and name != "softmax_cross_entropy":
-        raise ValueError(f"label_smoothing applies to softmax_cross_entropy only, not {name!r}")
+    if smoothing and name not in ("softmax_cross_entropy", "sequence_cross_entropy"):
+        raise ValueError(f"label_smoothing applies to softmax_cross_entropy and sequence_cross_entropy, not {name!r}")
+    if name == "sequence_cross_entropy":
+        return functools.partial(sequence_cross_entropy, ignore_label=int(config.get("ignore_label", -1)),
+                                 label_smoothing=smoothing)
     if name == "softmax_cross_entropy" and smoothing:
         return functools.partial(softmax_cross_entropy, label_smoothing=smoothing)
     return LOSSES[name]

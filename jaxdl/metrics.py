@@ -131,7 +131,50 @@ class RegressionMetrics:
         }
 
 
-Metrics = ClassificationMetrics | RegressionMetrics
+@flax.struct.dataclass
+class SequenceMetrics:
+    """Sums for per-step predictions (taggers, seq2seq): ``loss_sum`` and ``count`` over sequences, correct and
+    counted steps, and ``exact_sum``, the sequences whose every counted step is right."""
+
+    loss_sum: jax.Array
+    count: jax.Array
+    correct_steps: jax.Array
+    counted_steps: jax.Array
+    exact_sum: jax.Array
+
+    @classmethod
+    def from_batch(cls, loss: jax.Array, predictions: jax.Array, labels: jax.Array, ignore_label: int = -1,
+                   mask: jax.Array | None = None) -> "SequenceMetrics":
+        """Sums over one batch: ``loss: [batch]``, ``predictions`` and ``labels: [batch, time]``; steps labelled
+        ``ignore_label`` and masked rows are not counted."""
+        m = _as_mask(mask, loss.shape[0])
+        counted = (labels != ignore_label) & m[:, None]
+        right = (predictions == labels) & counted
+        return cls(
+            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
+            count=jnp.sum(m).astype(jnp.int32),
+            correct_steps=jnp.sum(right).astype(jnp.int32),
+            counted_steps=jnp.sum(counted).astype(jnp.int32),
+            exact_sum=jnp.sum(m & jnp.all(right | ~counted, axis=1)).astype(jnp.int32),
+        )
+
+    def merge(self, other: "SequenceMetrics") -> "SequenceMetrics":
+        """Sum two metrics values."""
+        return jax.tree.map(jnp.add, self, other)
+
+    def compute(self) -> dict[str, float]:
+        """Mean loss, per-step ``accuracy`` and sequence ``exact_match`` as Python floats."""
+        host = jax.device_get(self)
+        n = max(int(host.count), 1)
+        return {
+            "loss": float(host.loss_sum) / n,
+            "accuracy": int(host.correct_steps) / max(int(host.counted_steps), 1),
+            "exact_match": int(host.exact_sum) / n,
+            "count": int(host.count),
+        }
+
+
+Metrics = ClassificationMetrics | RegressionMetrics | SequenceMetrics
 
 
 def predicted_classes(logits: jax.Array) -> jax.Array:
@@ -158,5 +201,14 @@ def regression_metrics() -> MetricsFn:
 
     def metrics(predictions: jax.Array, targets: jax.Array, loss: jax.Array, mask: jax.Array | None) -> RegressionMetrics:
         return RegressionMetrics.from_batch(loss, predictions, targets, mask)
+
+    return metrics
+
+
+def sequence_metrics(ignore_label: int = -1) -> MetricsFn:
+    """Return ``metrics(logits [batch, time, classes], labels [batch, time], loss, mask) -> SequenceMetrics``."""
+
+    def metrics(logits: jax.Array, labels: jax.Array, loss: jax.Array, mask: jax.Array | None) -> SequenceMetrics:
+        return SequenceMetrics.from_batch(loss, jnp.argmax(logits, axis=-1).astype(labels.dtype), labels, ignore_label, mask)
 
     return metrics

@@ -25,7 +25,13 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 
 @dataclasses.dataclass
 class DatasetSplits:
-    """A data set's ``train``, ``validation`` and ``test`` parts and what describes them."""
+    """A data set's ``train``, ``validation`` and ``test`` parts and what describes them.
+
+    ``model_defaults`` are hyperparameters the data dictates (a tokenizer's ``vocab_size``, a sequence's
+    ``max_length``) which a model receives unless its config sets them. Regression targets are divided by
+    ``target_scale``; ``baselines`` holds reference test metrics (e.g. persistence forecasts) in the
+    original units.
+    """
 
     train: ArrayDataset
     validation: ArrayDataset
@@ -33,6 +39,9 @@ class DatasetSplits:
     num_classes: int
     class_names: tuple[str, ...]
     name: str
+    model_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    target_scale: float = 1.0
+    baselines: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 class MissingDataError(FileNotFoundError):
@@ -126,7 +135,7 @@ def _finish(train, validation, test, config, num_classes, class_names, name) -> 
     test = _subsample(test, _option(config, "eval_limit", None), seed + 2)
     if _option(config, "normalize", False):
         mean, std = float(train.x.mean()), float(train.x.std()) or 1.0
-        train, validation, test = (ArrayDataset(((d.x - mean) / std).astype(np.float32), d.y) for d in (train, validation, test))
+        train, validation, test = (dataclasses.replace(d, x=((d.x - mean) / std).astype(np.float32)) for d in (train, validation, test))
     return DatasetSplits(train, validation, test, num_classes, class_names, name)
 
 

@@ -2,7 +2,7 @@
 
 from jaxdl.models.cnn import VGG, VGG11, VGG13, VGG16, VGG19, ConvBlock, ConvNet, DenseHead, LeNet5, VGGSmall
 from jaxdl.models.mlp import MLP
-from jaxdl.models.registry import available_models, create_model, model_fields, register_model
+from jaxdl.models.registry import available_models, create_model, model_constructor, model_fields, register_model
 
 register_model("mlp", MLP)
 register_model("lenet5", LeNet5)
@@ -16,5 +16,5 @@ register_model("vgg_small", VGGSmall)
 
 __all__ = [
     "MLP", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
-    "available_models", "create_model", "model_fields", "register_model",
+    "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]

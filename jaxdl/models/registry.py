@@ -25,6 +25,13 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_constructor(name: str) -> Callable[..., nn.Module]:
+    """The constructor registered as ``name`` (``ValueError`` listing the valid names otherwise)."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names are {available_models()}")
+    return _MODELS[name]
+
+
 def model_fields(constructor: Callable[..., nn.Module]) -> list[str]:
     """The hyperparameters a registered constructor accepts (its Linen dataclass fields)."""
     cls = constructor.func if isinstance(constructor, functools.partial) else constructor
@@ -36,9 +43,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
     An unknown name or hyperparameter raises ``ValueError`` listing the valid ones.
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names are {available_models()}")
-    constructor = _MODELS[name]
+    constructor = model_constructor(name)
     valid = model_fields(constructor)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:

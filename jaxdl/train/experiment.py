@@ -20,15 +20,15 @@ from jaxdl import checkpoint
 from jaxdl.config import config_from_json, config_to_json, validate_config
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
-from jaxdl.data.pipeline import num_train_batches
+from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.losses import make_loss, make_penalty
-from jaxdl.metrics import classification_metrics, regression_metrics
-from jaxdl.models import create_model
+from jaxdl.metrics import MetricsFn, classification_metrics, regression_metrics, sequence_metrics
+from jaxdl.models import create_model, model_constructor, model_fields
 from jaxdl.optim import make_optimizer
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.parallel import compile_eval_step, compile_train_step
-from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state
+from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state, input_spec_of
 from jaxdl.train.step import make_eval_step, make_train_step
 
 
@@ -49,7 +49,17 @@ class Experiment:
     state: TrainState
     train_step: Any
     eval_step: Any
-    input_spec: InputSpec
+    input_spec: InputSpec | dict[str, InputSpec]
+
+
+def make_metrics(loss_config: ml_collections.ConfigDict, num_classes: int) -> MetricsFn:
+    """The metrics that fit the loss: regression for ``mse``, per-step for ``sequence_cross_entropy``,
+    classification (confusion matrix over ``num_classes``) otherwise."""
+    if loss_config.name == "mse":
+        return regression_metrics()
+    if loss_config.name == "sequence_cross_entropy":
+        return sequence_metrics(loss_config.ignore_label)
+    return classification_metrics(num_classes)
 
 
 def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | None = None) -> Experiment:
@@ -57,22 +67,26 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     validate_config(config)
     data = data if data is not None else load_dataset(config.data)
     model_kwargs = {k: _tuples(v) for k, v in config.model.to_dict().items() if k != "name"}
-    is_regression = config.loss.name == "mse"
-    if not is_regression:
-        model_kwargs.setdefault("num_outputs", data.num_classes)
+    accepted = model_fields(model_constructor(config.model.name))
+    defaults = dict(data.model_defaults)
+    if config.loss.name != "mse":
+        defaults.setdefault("num_outputs", data.num_classes)
+    for key, value in defaults.items():
+        if key in accepted:
+            model_kwargs.setdefault(key, value)
     model = create_model(config.model.name, **model_kwargs)
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
     loss_fn = make_loss(config.loss)
-    metrics_fn = regression_metrics() if is_regression else classification_metrics(data.num_classes)
-    sample = data.train.x[:1]
+    metrics_fn = make_metrics(config.loss, data.num_classes)
+    sample = map_inputs(lambda a: a[:1], data.train.x)
     state = create_train_state(model, tx, sample, config.seed)
     train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
                                  make_augmentation(tuple(config.data.augment)))
     eval_step = make_eval_step(model, loss_fn, metrics_fn)
     strategy = config.train.strategy
     return Experiment(config, data, model, schedule, state, compile_train_step(train_step, strategy),
-                      compile_eval_step(eval_step, strategy), InputSpec.of(sample))
+                      compile_eval_step(eval_step, strategy), input_spec_of(sample))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -99,11 +113,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         total_seconds=time.perf_counter() - start,
         machine={"platform": platform.platform(), "backend": jax.default_backend(),
                  "devices": [str(d) for d in jax.devices()], "jax": jax.__version__},
+        **_in_original_units(result.summary.get("test"), exp.data),
         train_examples=len(exp.data.train), validation_examples=len(exp.data.validation),
         test_examples=len(exp.data.test),
     )
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _in_original_units(test: dict[str, float] | None, data: DatasetSplits) -> dict[str, Any]:
+    """Regression errors multiplied back by the data's target scale, beside the data's baselines."""
+    out: dict[str, Any] = {}
+    if data.baselines:
+        out["baselines"] = data.baselines
+    if test and "mae" in test:
+        out["test_original_units"] = {k: test[k] * data.target_scale for k in ("mae", "rmse")}
+    return out
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, dict[str, float]]:

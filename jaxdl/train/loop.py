@@ -20,11 +20,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdl import checkpoint, plots
-from jaxdl.data.pipeline import ArrayDataset, eval_batches, num_train_batches, train_batches
+from jaxdl.data.pipeline import ArrayDataset, num_train_batches
 from jaxdl.metrics import Metrics
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.parallel import prefetch, put_batch
-from jaxdl.train.state import InputSpec, TrainState
+from jaxdl.train.state import InputSpec, TrainState, check_inputs
 
 MAX_STEPS_IN_FLIGHT = 16
 
@@ -50,7 +50,7 @@ def evaluate(state: TrainState, eval_step: Callable, data: ArrayDataset, batch_s
     """Metrics of ``state`` on every example of ``data`` (last batch padded and masked, so nothing is
     dropped and the eval step compiles once)."""
     total = None
-    for batch in prefetch(eval_batches(data, batch_size), put):
+    for batch in prefetch(data.eval_batches(batch_size), put):
         total = _merge_jit(total, eval_step(state, batch)) if total is not None else eval_step(state, batch)
     if total is None:
         raise ValueError("cannot evaluate on an empty data set")
@@ -115,7 +115,7 @@ def fit(
     if input_spec is not None:
         for name, data in (("train", train_data), ("validation", validation_data), ("test", test_data)):
             if data is not None:
-                input_spec.check(data.x, f"{name} data x")
+                check_inputs(input_spec, data.x, f"{name} data x")
     steps_per_epoch = num_train_batches(len(train_data), batch_size)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(train_data)} training examples")
@@ -131,7 +131,7 @@ def fit(
         in_flight: collections.deque = collections.deque()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{num_epochs}", disable=not progress,
                    leave=True, dynamic_ncols=True)
-        for i, batch in enumerate(prefetch(train_batches(train_data, batch_size, seed, epoch), put)):
+        for i, batch in enumerate(prefetch(train_data.train_batches(batch_size, seed, epoch), put)):
             state, batch_metrics = train_step(state, batch)
             window = _merge_jit(window, batch_metrics) if window is not None else batch_metrics
             step += 1

@@ -59,6 +59,25 @@ class InputSpec:
             raise ValueError(f"{what} has dtype {got_dtype} but the model expects {self.dtype}; cast with .astype('{self.dtype}')")
 
 
+def input_spec_of(x: Any) -> InputSpec | dict[str, InputSpec]:
+    """The `InputSpec` of a batch ``x`` (one per key when ``x`` is a dict of arrays)."""
+    return {k: InputSpec.of(v) for k, v in x.items()} if isinstance(x, dict) else InputSpec.of(x)
+
+
+def check_inputs(spec: InputSpec | dict[str, InputSpec], x: Any, what: str = "batch['x']") -> None:
+    """Raise ``ValueError`` when ``x`` (an array or a dict of arrays) does not fit ``spec``, naming the mismatch."""
+    if isinstance(spec, dict):
+        if not isinstance(x, dict) or set(x) != set(spec):
+            got = sorted(x) if isinstance(x, dict) else f"one array of shape {tuple(x.shape)}"
+            raise ValueError(f"{what} must be a dict with keys {sorted(spec)}, got {got}")
+        for key, sub in spec.items():
+            sub.check(x[key], f"{what}[{key!r}]")
+    elif isinstance(x, dict):
+        raise ValueError(f"{what} must be one array of per-example shape {spec.shape}, got a dict with keys {sorted(x)}")
+    else:
+        spec.check(x, what)
+
+
 def count_params(params: PyTree) -> int:
     """Number of scalars in a parameter pytree."""
     return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
