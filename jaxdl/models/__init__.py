@@ -1,8 +1,30 @@
 """Model families, one a file, and the registry that maps config names to them."""
 
-from jaxdl.models.cnn import VGG, VGG11, VGG13, VGG16, VGG19, ConvBlock, ConvNet, DenseHead, LeNet5, VGGSmall
+from jaxdl.models.cnn import (
+    VGG,
+    VGG11,
+    VGG13,
+    VGG16,
+    VGG19,
+    ConvBlock,
+    ConvNet,
+    DenseHead,
+    LeNet5,
+    VGGSmall,
+)
+from jaxdl.models.language_model import TransformerLM
 from jaxdl.models.mlp import MLP
-from jaxdl.models.registry import available_models, create_model, model_constructor, model_fields, register_model
+from jaxdl.models.registry import (
+    available_models,
+    create_model,
+    model_constructor,
+    model_fields,
+    register_model,
+)
+from jaxdl.models.rnn import Forecaster, SequenceClassifier, SequenceTagger
+from jaxdl.models.seq2seq import Seq2SeqTransformer
+from jaxdl.models.transformer import TransformerClassifier
+from jaxdl.models.vit import ViT
 
 register_model("mlp", MLP)
 register_model("lenet5", LeNet5)
@@ -13,8 +35,15 @@ register_model("vgg13", VGG13)
 register_model("vgg16", VGG16)
 register_model("vgg19", VGG19)
 register_model("vgg_small", VGGSmall)
+register_model("rnn_classifier", SequenceClassifier)
+register_model("rnn_tagger", SequenceTagger)
+register_model("rnn_forecaster", Forecaster)
+register_model("transformer_classifier", TransformerClassifier)
+register_model("seq2seq_transformer", Seq2SeqTransformer)
+register_model("transformer_lm", TransformerLM)
+register_model("vit", ViT)
 
 __all__ = [
-    "MLP", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "MLP", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]

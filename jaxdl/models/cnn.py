@@ -12,9 +12,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 
+from jaxdl.models.heads import DenseHead
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.conv import Conv2D
-from jaxdl.nn.initializers import get_initializer
 from jaxdl.nn.pooling import get_pool
 
 
@@ -42,27 +42,6 @@ class ConvBlock(nn.Module):
         if self.pool:
             x = get_pool(self.pool)(x, self.pool_size)
         return x
-
-
-class DenseHead(nn.Module):
-    """Flatten, hidden Dense layers with activation and dropout, then ``num_outputs`` logits."""
-
-    hidden_sizes: Sequence[int] = (128,)
-    num_outputs: int = 10
-    activation: str = "relu"
-    dropout_rate: float = 0.0
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        act = get_activation(self.activation)
-        x = x.reshape(x.shape[0], -1)
-        for width in self.hidden_sizes:
-            if self.dropout_rate:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-            x = act(nn.Dense(width, kernel_init=get_initializer("he_normal"))(x))
-        if self.dropout_rate:
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs, kernel_init=get_initializer("xavier_uniform"))(x)
 
 
 class ConvNet(nn.Module):

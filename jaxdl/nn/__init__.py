@@ -1,6 +1,15 @@
 """Building blocks: activations, initializers, convolution and pooling."""
 
-from jaxdl.nn.activations import ACTIVATIONS, gelu, get_activation, leaky_relu, relu, sigmoid, softmax, tanh
+from jaxdl.nn.activations import (
+    ACTIVATIONS,
+    gelu,
+    get_activation,
+    leaky_relu,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
 from jaxdl.nn.conv import Conv2D, conv2d
 from jaxdl.nn.initializers import available_initializers, get_initializer
 from jaxdl.nn.pooling import avg_pool, get_pool, global_avg_pool, max_pool

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.conv import Padding, _pair, _padding
+from jaxdl.nn.conv import Padding, _padding, _pair
 
 
 def _tiles_exactly(window: tuple[int, int], strides: tuple[int, int], padding) -> bool:

@@ -3,7 +3,12 @@
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import FitResult, evaluate, fit
 from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state
-from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step, masked_mean
+from jaxdl.train.step import (
+    make_eval_step,
+    make_predict_step,
+    make_train_step,
+    masked_mean,
+)
 
 __all__ = [
     "EarlyStopping", "FitResult", "InputSpec", "TrainState", "count_params", "create_train_state", "evaluate",

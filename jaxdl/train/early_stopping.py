@@ -26,7 +26,8 @@ class EarlyStopping:
 
     def __post_init__(self) -> None:
         if self.mode == "auto":
-            self.mode = "min" if "loss" in self.monitor else "max"
+            # Errors are minimised (loss, mae, rmse); rates such as accuracy or exact_match are maximised.
+            self.mode = "min" if any(word in self.monitor for word in ("loss", "mae", "rmse", "error")) else "max"
         if self.mode not in ("min", "max"):
             raise ValueError(f"early_stopping.mode must be 'min', 'max' or 'auto', got {self.mode!r}")
         if self.patience is not None and self.patience < 1:

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from jaxdl import checkpoint
 from jaxdl.config import config_from_json, config_to_json, validate_config
@@ -22,13 +23,25 @@ from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.losses import make_loss, make_penalty
-from jaxdl.metrics import MetricsFn, classification_metrics, regression_metrics, sequence_metrics
+from jaxdl.metrics import (
+    MetricsFn,
+    classification_metrics,
+    regression_metrics,
+    sequence_metrics,
+)
 from jaxdl.models import create_model, model_constructor, model_fields
+from jaxdl.nn.embedding import check_token_ids
 from jaxdl.optim import make_optimizer
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.parallel import compile_eval_step, compile_train_step
-from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state, input_spec_of
+from jaxdl.train.state import (
+    InputSpec,
+    TrainState,
+    count_params,
+    create_train_state,
+    input_spec_of,
+)
 from jaxdl.train.step import make_eval_step, make_train_step
 
 
@@ -50,6 +63,18 @@ class Experiment:
     train_step: Any
     eval_step: Any
     input_spec: InputSpec | dict[str, InputSpec]
+
+
+def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
+    """Token ids are checked once on the host: inside the compiled step an out-of-range id would silently
+    read a clamped embedding row."""
+    if vocab_size is None:
+        return
+    for split in ("train", "validation", "test"):
+        inputs = getattr(data, split).x
+        for key, ids in (inputs.items() if isinstance(inputs, dict) else [("", inputs)]):
+            if np.issubdtype(ids.dtype, np.integer):
+                check_token_ids(ids, vocab_size, f"{split} data x{f'[{key!r}]' if key else ''}")
 
 
 def make_metrics(loss_config: ml_collections.ConfigDict, num_classes: int) -> MetricsFn:
@@ -75,6 +100,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
         if key in accepted:
             model_kwargs.setdefault(key, value)
     model = create_model(config.model.name, **model_kwargs)
+    _check_token_data(data, getattr(model, "vocab_size", None))
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
     loss_fn = make_loss(config.loss)
@@ -107,6 +133,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         input_spec=exp.input_spec, progress=config.train.progress,
     )
     summary = dict(result.summary)
+    if exp.data.test_parts:
+        summary["test_parts"] = {name: evaluate(result.state, exp.eval_step, part, config.data.eval_batch_size)
+                                 for name, part in exp.data.test_parts.items()}
     summary.update(
         experiment=config.name, dataset=exp.data.name, model=config.model.name,
         num_params=count_params(result.state.params),

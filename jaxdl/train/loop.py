@@ -27,6 +27,7 @@ from jaxdl.train.parallel import prefetch, put_batch
 from jaxdl.train.state import InputSpec, TrainState, check_inputs
 
 MAX_STEPS_IN_FLIGHT = 16
+SHOWN_METRICS = ("loss", "accuracy", "exact_match", "mae")  # on the progress bar and epoch lines
 
 
 @dataclasses.dataclass
@@ -145,7 +146,7 @@ def fit(
                 values = host.compute()
                 lr = float(jax.device_get(schedule(step - 1))) if schedule is not None else None
                 _check_finite(values["loss"], step, epoch, lr)
-                bar.set_postfix({k: f"{values[k]:.4f}" for k in ("loss", "accuracy", "mae") if k in values})
+                bar.set_postfix({k: f"{values[k]:.4f}" for k in SHOWN_METRICS if k in values})
                 log.write({"kind": "train", "epoch": epoch, "step": step, **_scalars(values),
                            **({"learning_rate": lr} if lr is not None else {})})
                 window = None
@@ -160,7 +161,7 @@ def fit(
         row["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(row)
         log.write({"kind": "epoch", **row})
-        message = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.endswith(("loss", "accuracy", "mae")))
+        message = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.endswith(SHOWN_METRICS))
         if progress:
             tqdm.write(f"epoch {epoch}: {message}  ({row['epoch_seconds']:.1f}s)")
         stop = False

@@ -1,0 +1,183 @@
+"""Recurrent models: a sequence classifier, a many-to-many tagger and a forecaster, all run with ``scan``.
+
+Inputs are either token ids ``[batch, time]`` (int; embedded, with padding id ``pad_id`` marking each
+sequence's end) or real-valued series ``[batch, time]`` / ``[batch, time, features]`` (all steps real).
+Padded steps never change the recurrent state (`jaxdl.nn.recurrent.RNN` with lengths).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.models.heads import DenseHead
+from jaxdl.nn.embedding import TokenEmbedding, token_validity
+from jaxdl.nn.recurrent import StackedRNN
+
+POOLINGS = ("last", "mean", "max", "mean_max")
+
+
+def sequence_inputs(x: jax.Array, vocab_size: int | None, embed_dim: int, pad_id: int
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Embed token ids (when ``vocab_size`` is set) or add a feature axis to a series.
+
+    Returns ``(inputs [batch, time, features], lengths [batch], valid [batch, time])``. With tokens a step
+    is valid while it precedes the first ``pad_id`` after the last real token (padding sits at the end).
+    """
+    if vocab_size is not None:
+        if x.ndim != 2:
+            raise ValueError(f"token inputs must be ids [batch, time], got shape {x.shape}")
+        valid = token_validity(x, pad_id)
+        lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
+        return TokenEmbedding(vocab_size, embed_dim, name="embed")(x), lengths, valid
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        raise ValueError(f"got integer inputs {x.dtype} but vocab_size is not set: set model.vocab_size for token ids")
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3:
+        raise ValueError(f"series inputs must be [batch, time] or [batch, time, features], got shape {x.shape}")
+    lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
+    return x, lengths, jnp.ones(x.shape[:2], bool)
+
+
+def _hidden(carry: Any) -> jax.Array:
+    """The hidden state in a cell's carry (an LSTM's carry is ``(c, h)``)."""
+    return carry[1] if isinstance(carry, tuple) else carry
+
+
+def pool_sequence(outputs: jax.Array, valid: jax.Array, final_carry: Any, pooling: str,
+                  bidirectional: bool = False) -> jax.Array:
+    """Summarise ``outputs: [batch, time, features]`` over valid steps: ``"last"`` (the final hidden state,
+    of both directions when ``bidirectional``), ``"mean"``, ``"max"`` or ``"mean_max"`` (both concatenated)."""
+    if pooling == "last":
+        if bidirectional:
+            return jnp.concatenate([_hidden(c) for c in final_carry], axis=-1)
+        return _hidden(final_carry)
+    weights = valid[..., None].astype(outputs.dtype)
+    mean = jnp.sum(outputs * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+    maximum = jnp.max(jnp.where(valid[..., None], outputs, -jnp.inf), axis=1)
+    maximum = jnp.where(jnp.isfinite(maximum), maximum, 0.0)  # an empty sequence pools to zeros
+    if pooling == "mean":
+        return mean
+    if pooling == "max":
+        return maximum
+    if pooling == "mean_max":
+        return jnp.concatenate([mean, maximum], axis=-1)
+    raise ValueError(f"unknown pooling {pooling!r}; valid ones are {list(POOLINGS)}")
+
+
+class _RecurrentBody(nn.Module):
+    """Inputs -> (embedded/series inputs) -> `StackedRNN`; shared by the three recurrent models."""
+
+    cell: str
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    dropout_rate: float
+    vocab_size: int | None
+    embed_dim: int
+    pad_id: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, Any]:
+        inputs, lengths, valid = sequence_inputs(x, self.vocab_size, self.embed_dim, self.pad_id)
+        if self.dropout_rate and self.vocab_size is not None:
+            inputs = nn.Dropout(self.dropout_rate, deterministic=not train)(inputs)
+        carries, outputs = StackedRNN(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
+                                      self.dropout_rate, name="rnn")(inputs, lengths, train=train)
+        return outputs, valid, carries[-1]
+
+
+class SequenceClassifier(nn.Module):
+    """Many-to-one: ``x: [batch, time(, features)] -> logits [batch, num_outputs]``.
+
+    A ``cell`` ("rnn", "lstm", "gru") stack of ``num_layers`` (optionally ``bidirectional``), pooled over the
+    real steps (``pooling``: "last", "mean", "max", "mean_max"), then a dense head with ``head_sizes``.
+    Token inputs need ``vocab_size``; ``pad_id`` marks padding. Dropout (``dropout_rate``) acts on the
+    embeddings, between recurrent layers and in the head.
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout_rate: float = 0.0
+    pooling: str = "last"
+    head_sizes: Sequence[int] = ()
+    num_outputs: int = 2
+    vocab_size: int | None = None
+    embed_dim: int = 128
+    pad_id: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        outputs, valid, carry = _RecurrentBody(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
+                                               self.dropout_rate, self.vocab_size, self.embed_dim, self.pad_id,
+                                               name="body")(x, train)
+        features = pool_sequence(outputs, valid, carry, self.pooling, self.bidirectional)
+        return DenseHead(self.head_sizes, self.num_outputs, dropout_rate=self.dropout_rate, name="head")(features, train=train)
+
+
+class SequenceTagger(nn.Module):
+    """Many-to-many: one prediction per step, ``x: [batch, time(, features)] -> logits [batch, time, num_outputs]``.
+
+    Same body as `SequenceClassifier` (bidirectional taggers see both sides of each step); outputs at padded
+    steps are computed but meaningless, and the loss ignores them (`sequence_cross_entropy`'s ``ignore_label``).
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout_rate: float = 0.0
+    num_outputs: int = 2
+    vocab_size: int | None = None
+    embed_dim: int = 128
+    pad_id: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        outputs, _, _ = _RecurrentBody(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
+                                       self.dropout_rate, self.vocab_size, self.embed_dim, self.pad_id,
+                                       name="body")(x, train)
+        if self.dropout_rate:
+            outputs = nn.Dropout(self.dropout_rate, deterministic=not train)(outputs)
+        return nn.Dense(self.num_outputs, name="head")(outputs)
+
+
+class Forecaster(nn.Module):
+    """A window of a series -> the next ``horizon`` values: ``x: [batch, window(, features)] -> [batch, horizon]``.
+
+    ``horizon=1`` is one-step forecasting; ``horizon>1`` predicts the whole horizon at once (the direct
+    strategy). `recursive_forecast` rolls a one-step model forward instead.
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    dropout_rate: float = 0.0
+    head_sizes: Sequence[int] = ()
+    horizon: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        outputs, valid, carry = _RecurrentBody(self.cell, self.hidden_size, self.num_layers, False,
+                                               self.dropout_rate, None, 0, 0, name="body")(x, train)
+        features = pool_sequence(outputs, valid, carry, "last")
+        return DenseHead(self.head_sizes, self.horizon, dropout_rate=self.dropout_rate, name="head")(features, train=train)
+
+
+def recursive_forecast(model: nn.Module, variables: Any, window: jax.Array, steps: int) -> jax.Array:
+    """Forecast ``steps`` values by feeding a one-step model's predictions back into its window.
+
+    ``window: [batch, window_length]`` (univariate) -> ``[batch, steps]``. Runs as one ``lax.scan``.
+    """
+    def step(current: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
+        prediction = model.apply(variables, current, train=False)[:, 0]
+        return jnp.concatenate([current[:, 1:], prediction[:, None]], axis=1), prediction
+
+    _, predictions = jax.lax.scan(step, window, None, length=steps)
+    return predictions.T
