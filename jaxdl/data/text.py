@@ -2,11 +2,12 @@
 encode with truncation, and wrap the result for length-bucketed batching.
 
 Id 0 is ``[PAD]`` in every vocabulary built here, so padding is recognisable from the ids alone.
+A trained tokenizer is saved with the run that used it, since retraining need not give the same ids.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from typing import Iterable, Sequence
 
@@ -41,7 +42,9 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
 
     Call it on the training split only, so validation and test words are seen as a user's new text would be.
     Text is normalised BERT-style (accents stripped, optionally lowercased) and split on whitespace and
-    punctuation before subwords are learned; ``[PAD]`` is id 0 and ``[UNK]`` id 1.
+    punctuation before subwords are learned; ``[PAD]`` is id 0 and ``[UNK]`` id 1. The trainer breaks ties
+    between equally frequent merges differently from run to run, so a run saves its tokenizer
+    (``tokenizer.json`` in the workdir) and evaluation reloads it with `load_tokenizer`.
     """
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"unknown tokenizer {kind!r}; valid kinds are {list(TOKENIZER_KINDS)}")
@@ -61,19 +64,17 @@ def train_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab_size: i
     tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, strip_accents=True, lowercase=lowercase)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return _canonical_ids(tokenizer)
+    return tokenizer
 
 
-def _canonical_ids(tokenizer: Tokenizer) -> Tokenizer:
-    """Renumber the vocabulary: special tokens first, then the rest sorted. The trainer breaks frequency ties
-    in a different order from run to run; sorted ids make the same texts give the same ids every time."""
-    data = json.loads(tokenizer.to_str())
-    vocab = data["model"]["vocab"]
-    ordered = list(SPECIAL_TOKENS) + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
-    data["model"]["vocab"] = {token: i for i, token in enumerate(ordered)}
-    for added in data.get("added_tokens", []):
-        added["id"] = data["model"]["vocab"][added["content"]]
-    return Tokenizer.from_str(json.dumps(data))
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """A tokenizer saved with ``tokenizer.save(path)``; it must put ``[PAD]`` at id 0 like those trained here."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist")
+    tokenizer = Tokenizer.from_file(str(path))
+    if tokenizer.token_to_id("[PAD]") != PAD_ID:
+        raise ValueError(f"tokenizer {str(path)!r} does not have [PAD] at id {PAD_ID}; padding would be read as a token")
+    return tokenizer
 
 
 def truncate(ids: Sequence[int], max_length: int, truncation: str = "head") -> list[int]:

@@ -43,6 +43,24 @@ def sequence_inputs(x: jax.Array, vocab_size: int | None, embed_dim: int, pad_id
     return x, lengths, jnp.ones(x.shape[:2], bool)
 
 
+def series_features(x: jax.Array, frame_stride: int = 1, differences: bool = False, difference_scale: float = 1.0
+                    ) -> jax.Array:
+    """Optional preprocessing of a series ``[batch, time, features]`` inside the model (so it is compiled and
+    applies to raw series at inference): average each ``frame_stride`` consecutive steps (a remainder at the
+    end is dropped), then with ``differences`` append ``difference_scale * (x_t - x_{t-1})`` (0 at t=0)."""
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    if frame_stride > 1:
+        frames = x.shape[1] // frame_stride
+        if frames == 0:
+            raise ValueError(f"a series of {x.shape[1]} steps is shorter than frame_stride {frame_stride}")
+        x = x[:, : frames * frame_stride].reshape(x.shape[0], frames, frame_stride, x.shape[2]).mean(axis=2)
+    if differences:
+        step = jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], axis=1)
+        x = jnp.concatenate([x, difference_scale * step], axis=-1)
+    return x
+
+
 def _hidden(carry: Any) -> jax.Array:
     """The hidden state in a cell's carry (an LSTM's carry is ``(c, h)``)."""
     return carry[1] if isinstance(carry, tuple) else carry
@@ -80,10 +98,17 @@ class _RecurrentBody(nn.Module):
     vocab_size: int | None
     embed_dim: int
     pad_id: int
+    frame_stride: int = 1
+    differences: bool = False
+    difference_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, Any]:
         inputs, lengths, valid = sequence_inputs(x, self.vocab_size, self.embed_dim, self.pad_id)
+        if self.vocab_size is None:
+            inputs = series_features(inputs, self.frame_stride, self.differences, self.difference_scale)
+            lengths = jnp.full((inputs.shape[0],), inputs.shape[1], jnp.int32)
+            valid = jnp.ones(inputs.shape[:2], bool)
         if self.dropout_rate and self.vocab_size is not None:
             inputs = nn.Dropout(self.dropout_rate, deterministic=not train)(inputs)
         carries, outputs = StackedRNN(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
@@ -97,7 +122,8 @@ class SequenceClassifier(nn.Module):
     A ``cell`` ("rnn", "lstm", "gru") stack of ``num_layers`` (optionally ``bidirectional``), pooled over the
     real steps (``pooling``: "last", "mean", "max", "mean_max"), then a dense head with ``head_sizes``.
     Token inputs need ``vocab_size``; ``pad_id`` marks padding. Dropout (``dropout_rate``) acts on the
-    embeddings, between recurrent layers and in the head.
+    embeddings, between recurrent layers and in the head. Series inputs may be framed and given first
+    differences (``frame_stride``, ``differences``, ``difference_scale``: see `series_features`).
     """
 
     cell: str = "lstm"
@@ -111,11 +137,15 @@ class SequenceClassifier(nn.Module):
     vocab_size: int | None = None
     embed_dim: int = 128
     pad_id: int = 0
+    frame_stride: int = 1
+    differences: bool = False
+    difference_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         outputs, valid, carry = _RecurrentBody(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                                self.dropout_rate, self.vocab_size, self.embed_dim, self.pad_id,
+                                               self.frame_stride, self.differences, self.difference_scale,
                                                name="body")(x, train)
         features = pool_sequence(outputs, valid, carry, self.pooling, self.bidirectional)
         return DenseHead(self.head_sizes, self.num_outputs, dropout_rate=self.dropout_rate, name="head")(features, train=train)
@@ -161,11 +191,14 @@ class Forecaster(nn.Module):
     dropout_rate: float = 0.0
     head_sizes: Sequence[int] = ()
     horizon: int = 1
+    differences: bool = False
+    difference_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         outputs, valid, carry = _RecurrentBody(self.cell, self.hidden_size, self.num_layers, False,
-                                               self.dropout_rate, None, 0, 0, name="body")(x, train)
+                                               self.dropout_rate, None, 0, 0, 1, self.differences,
+                                               self.difference_scale, name="body")(x, train)
         features = pool_sequence(outputs, valid, carry, "last")
         return DenseHead(self.head_sizes, self.horizon, dropout_rate=self.dropout_rate, name="head")(features, train=train)
 

@@ -121,6 +121,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     exp = build_experiment(config)
+    if exp.data.tokenizer is not None:
+        # Retraining a tokenizer need not reproduce its ids: the run keeps the one it trained with.
+        tokenizer_path = (workdir / "tokenizer.json").resolve()
+        exp.data.tokenizer.save(str(tokenizer_path))
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.data.tokenizer_file = str(tokenizer_path)
     (workdir / "config.json").write_text(config_to_json(config))
     es = config.train.early_stopping
     early_stopping = EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
@@ -167,6 +173,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("va
     if not config_path.is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: is it the --workdir of a `jaxdl train` run?")
     config = config_from_json(config_path.read_text())
+    if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
+        config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
     state = checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state)
     return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size)
