@@ -25,6 +25,6 @@ def get_config():
     config.optimizer.schedule = "warmup_cosine"
     config.optimizer.warmup_epochs = 1.0
     config.optimizer.clip_norm = 1.0
-    config.train.num_epochs = 12
+    config.train.num_epochs = 10
     config.train.early_stopping.monitor = "val_exact_match"
     return config

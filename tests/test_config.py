@@ -2,7 +2,14 @@ import pathlib
 
 import pytest
 
-from jaxdl.config import apply_override, config_from_json, config_to_json, default_config, load_config, validate_config
+from jaxdl.config import (
+    apply_override,
+    config_from_json,
+    config_to_json,
+    default_config,
+    load_config,
+    validate_config,
+)
 
 EXPERIMENTS = sorted((pathlib.Path(__file__).parents[1] / "experiments").glob("*.py"))
 

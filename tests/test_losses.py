@@ -5,8 +5,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.losses import (binary_cross_entropy, l1_penalty, l2_penalty, make_loss, make_penalty, mse,
-                          softmax_cross_entropy)
+from jaxdl.losses import (
+    binary_cross_entropy,
+    l1_penalty,
+    l2_penalty,
+    make_loss,
+    make_penalty,
+    mse,
+    softmax_cross_entropy,
+)
 
 sizes = st.tuples(st.integers(1, 6), st.integers(2, 6))
 
@@ -107,3 +114,39 @@ def test_bad_loss_configs_are_explained():
         mse(jnp.ones((2, 3)), jnp.ones((2, 4)))
     with pytest.raises(ValueError, match="integer classes"):
         softmax_cross_entropy(jnp.ones((2, 3)), jnp.ones((2, 4)))
+
+
+@given(batch=st.integers(1, 4), time=st.integers(1, 6), classes=st.integers(2, 5), seed=st.integers(0, 1000),
+       eps=st.sampled_from([0.0, 0.1]))
+def test_sequence_cross_entropy_is_the_mean_over_counted_steps_of_each_sequence(batch, time, classes, seed, eps):
+    from jaxdl.losses import sequence_cross_entropy
+
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(batch, time, classes)).astype(np.float32)
+    labels = rng.integers(0, classes, (batch, time)).astype(np.int32)
+    labels[rng.random((batch, time)) < 0.3] = -1
+    got = np.asarray(sequence_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), -1, eps))
+    for b in range(batch):
+        terms = []
+        for t in range(time):
+            if labels[b, t] == -1:
+                continue
+            z = logits[b, t].astype(np.float64)
+            log_p = z - np.log(np.exp(z - z.max()).sum()) - z.max()
+            target = np.full(classes, eps / classes)
+            target[labels[b, t]] += 1 - eps
+            terms.append(-(target * log_p).sum())
+        np.testing.assert_allclose(got[b], np.mean(terms) if terms else 0.0, rtol=1e-5, atol=1e-6)
+    # What follows the counted steps (more ignored padding) changes nothing.
+    padded = np.concatenate([labels, np.full((batch, 3), -1, np.int32)], axis=1)
+    more = np.concatenate([logits, rng.normal(size=(batch, 3, classes)).astype(np.float32)], axis=1)
+    np.testing.assert_allclose(sequence_cross_entropy(jnp.asarray(more), jnp.asarray(padded), -1, eps), got, rtol=1e-6)
+
+
+def test_sequence_cross_entropy_rejects_mismatched_shapes_and_float_labels():
+    from jaxdl.losses import sequence_cross_entropy
+
+    with pytest.raises(ValueError, match=r"labels \[batch, time\]"):
+        sequence_cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((2, 4), jnp.int32))
+    with pytest.raises(ValueError, match="integers"):
+        sequence_cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3)))

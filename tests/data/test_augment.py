@@ -5,7 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.data.augment import AUGMENTATIONS, make_augmentation, random_crop, random_flip
+from jaxdl.data.augment import (
+    AUGMENTATIONS,
+    make_augmentation,
+    random_crop,
+    random_flip,
+)
 
 IDENTITY = {"random_crop": {"padding": 0}, "random_flip": {"probability": 0.0}}
 

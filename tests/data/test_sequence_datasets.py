@@ -5,10 +5,20 @@ import pytest
 
 from jaxdl.config import default_config
 from jaxdl.data.datasets import load_dataset
-from jaxdl.data.reviews import SOURCES, first_occurrences, read_movie_reviews, split_reviews
+from jaxdl.data.reviews import (
+    SOURCES,
+    first_occurrences,
+    read_movie_reviews,
+    split_reviews,
+)
 from jaxdl.data.synthetic import BOS, EOS, IGNORE, PAD, load_reverse
 from jaxdl.data.text import clean_text
-from jaxdl.data.timeseries import load_gunpoint, read_sunspots, seasonal_naive, sliding_windows
+from jaxdl.data.timeseries import (
+    load_gunpoint,
+    read_sunspots,
+    seasonal_naive,
+    sliding_windows,
+)
 
 
 def _data_config(**fields):

@@ -3,7 +3,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxdl.data.text import PAD_ID, clean_text, encode_texts, load_tokenizer, text_dataset, train_tokenizer, truncate
+from jaxdl.data.text import (
+    PAD_ID,
+    clean_text,
+    encode_texts,
+    load_tokenizer,
+    text_dataset,
+    train_tokenizer,
+    truncate,
+)
 
 CORPUS = ["the movie was wonderful and the acting superb", "a dull boring film with a dull plot",
           "wonderful wonderful cast", "the plot was boring", "<br />an unexpected <i>gem</i> of a film"] * 4

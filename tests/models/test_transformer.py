@@ -8,7 +8,12 @@ from hypothesis import strategies as st
 from jaxdl.models import create_model
 from jaxdl.models.language_model import TransformerLM, sample
 from jaxdl.models.seq2seq import Seq2SeqTransformer, greedy_decode
-from jaxdl.models.transformer import Decoder, Encoder, TransformerClassifier, unstack_layer_params
+from jaxdl.models.transformer import (
+    Decoder,
+    Encoder,
+    TransformerClassifier,
+    unstack_layer_params,
+)
 from jaxdl.models.vit import image_to_patches
 
 SMALL = dict(d_model=16, num_heads=2, mlp_dim=32, dropout_rate=0.0)

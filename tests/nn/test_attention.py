@@ -5,7 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.nn.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from jaxdl.nn.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+)
 
 
 def numpy_attention(q, k, v, mask):

@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxdl.nn.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding, make_positional_encoding, sinusoidal_table
+from jaxdl.nn.position import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    make_positional_encoding,
+    sinusoidal_table,
+)
 
 
 @given(length=st.integers(1, 20), features=st.integers(1, 12))

@@ -6,7 +6,7 @@ import numpy as np
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
-from jaxdl.models import ConvNet, MLP
+from jaxdl.models import MLP, ConvNet
 from jaxdl.optim import make_optimizer
 from jaxdl.train.state import create_train_state
 from jaxdl.train.step import make_eval_step, make_train_step
