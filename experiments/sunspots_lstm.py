@@ -8,9 +8,9 @@ tail's MAE/RMSE in sunspot units (``test_original_units``) beside the baselines.
 from jaxdl.config import default_config
 
 
-def get_config(cell: str = "lstm"):
+def get_config():
     config = default_config()
-    config.name = f"sunspots_{cell}"
+    config.name = "sunspots_lstm"
     config.data.name = "sunspots"
     config.data.window = 24
     config.data.horizon = 1
@@ -18,7 +18,7 @@ def get_config(cell: str = "lstm"):
     config.data.validation_size = 40
     config.data.batch_size = 16
     config.data.eval_batch_size = 64
-    config.model = dict(name="rnn_forecaster", cell=cell, hidden_size=32, num_layers=1, dropout_rate=0.0)
+    config.model = dict(name="rnn_forecaster", cell="lstm", hidden_size=32, num_layers=1, dropout_rate=0.0)
     config.loss.name = "mse"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 3e-3

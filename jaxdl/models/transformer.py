@@ -62,11 +62,8 @@ class _Residual(nn.Module):
         return layer_norm(x + drop(sublayer(x)))
 
 
-class EncoderBlock(nn.Module):
-    """Self-attention then feed-forward, each residual with layer norm: ``[batch, time, d] -> [batch, time, d]``.
-
-    ``__call__(x, mask) -> (x, None)``: the ``(carry, output)`` form lets `BlockStack` scan it.
-    """
+class _Block(nn.Module):
+    """Fields and sublayers shared by the encoder and decoder blocks."""
 
     num_heads: int
     mlp_dim: int
@@ -76,48 +73,45 @@ class EncoderBlock(nn.Module):
     activation: str = "gelu"
     train: bool = False
 
+    def _attention(self, name: str, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None) -> jax.Array:
+        """``x`` plus (self- or cross-) attention to ``memory`` (``x`` itself when None), as a residual sublayer."""
+        attention = MultiHeadAttention(self.num_heads, dropout_rate=self.attention_dropout_rate, name=name)
+        return _Residual(self.norm, self.dropout_rate, name=f"{name}_residual")(
+            x, lambda h: attention(h, memory, mask=mask, train=self.train), self.train)
+
+    def _feed_forward(self, x: jax.Array) -> jax.Array:
+        ff = FeedForward(self.mlp_dim, self.activation, self.dropout_rate, name="feed_forward")
+        return _Residual(self.norm, self.dropout_rate, name="feed_forward_residual")(
+            x, lambda h: ff(h, train=self.train), self.train)
+
+
+class EncoderBlock(_Block):
+    """Self-attention then feed-forward, each residual with layer norm: ``[batch, time, d] -> [batch, time, d]``.
+
+    ``__call__(x, mask) -> (x, None)``: the ``(carry, output)`` form lets `BlockStack` scan it.
+    """
+
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, None]:
-        attention = MultiHeadAttention(self.num_heads, dropout_rate=self.attention_dropout_rate, name="attention")
-        x = _Residual(self.norm, self.dropout_rate, name="attention_residual")(
-            x, lambda h: attention(h, mask=mask, train=self.train), self.train)
-        ff = FeedForward(self.mlp_dim, self.activation, self.dropout_rate, name="feed_forward")
-        x = _Residual(self.norm, self.dropout_rate, name="feed_forward_residual")(
-            x, lambda h: ff(h, train=self.train), self.train)
-        return x, None
+        return self._feed_forward(self._attention("attention", x, None, mask)), None
 
 
-class DecoderBlock(nn.Module):
+class DecoderBlock(_Block):
     """Masked (causal) self-attention, cross-attention to the encoder's ``memory`` (when given), feed-forward.
 
     ``__call__((x, memory), (self_mask, memory_mask)) -> ((x, memory), None)``: ``x: [batch, time, d]``,
     ``memory: [batch, source_time, d]`` or None (a decoder-only language model).
     """
 
-    num_heads: int
-    mlp_dim: int
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    norm: str = "pre"
-    activation: str = "gelu"
-    train: bool = False
-
     @nn.compact
     def __call__(self, carry: tuple[jax.Array, jax.Array | None], masks: tuple[jax.Array | None, jax.Array | None]
                  ) -> tuple[tuple[jax.Array, jax.Array | None], None]:
         x, memory = carry
         self_mask, memory_mask = masks
-        self_attention = MultiHeadAttention(self.num_heads, dropout_rate=self.attention_dropout_rate, name="self_attention")
-        x = _Residual(self.norm, self.dropout_rate, name="self_attention_residual")(
-            x, lambda h: self_attention(h, mask=self_mask, train=self.train), self.train)
+        x = self._attention("self_attention", x, None, self_mask)
         if memory is not None:
-            cross = MultiHeadAttention(self.num_heads, dropout_rate=self.attention_dropout_rate, name="cross_attention")
-            x = _Residual(self.norm, self.dropout_rate, name="cross_attention_residual")(
-                x, lambda h: cross(h, memory, mask=memory_mask, train=self.train), self.train)
-        ff = FeedForward(self.mlp_dim, self.activation, self.dropout_rate, name="feed_forward")
-        x = _Residual(self.norm, self.dropout_rate, name="feed_forward_residual")(
-            x, lambda h: ff(h, train=self.train), self.train)
-        return (x, memory), None
+            x = self._attention("cross_attention", x, memory, memory_mask)
+        return (self._feed_forward(x), memory), None
 
 
 class BlockStack(nn.Module):
