@@ -13,7 +13,7 @@ def get_config():
     config.data.batch_size = 128
     config.data.normalize = True
     config.data.augment = ("random_crop(padding=2)",)
-    config.model = dict(name="vit", patch_size=4, d_model=64, num_heads=4, num_layers=4, mlp_dim=128,
+    config.model = dict(name="vit", patch_size=7, d_model=64, num_heads=4, num_layers=4, mlp_dim=128,
                         dropout_rate=0.0, positional="learned", scan_layers=True)
     config.optimizer.name = "adamw"
     config.optimizer.learning_rate = 2e-3

@@ -7,13 +7,14 @@ every real example exactly once whatever the batch size. ``compute()`` turns the
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+_S = TypeVar("_S", bound="_Sums")
 MetricsFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], "Metrics"]
 
 
@@ -21,8 +22,21 @@ def _as_mask(mask: jax.Array | None, batch: int) -> jax.Array:
     return jnp.ones((batch,), jnp.bool_) if mask is None else mask.astype(jnp.bool_)
 
 
+def _loss_and_count(loss: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """The two sums every metrics value starts with: the loss over unmasked rows and their number."""
+    return {"loss_sum": jnp.sum(jnp.where(mask, loss, 0.0)).astype(jnp.float32), "count": jnp.sum(mask).astype(jnp.int32)}
+
+
+class _Sums:
+    """Base for metrics pytrees whose every leaf is a sum, so two values merge by adding leaf by leaf."""
+
+    def merge(self: _S, other: _S) -> _S:
+        """Sum two metrics values (associative and commutative), inside or outside ``jit``."""
+        return jax.tree.map(jnp.add, self, other)
+
+
 @flax.struct.dataclass
-class ClassificationMetrics:
+class ClassificationMetrics(_Sums):
     """Sums for classification: ``loss_sum``, ``count`` and ``confusion[true, predicted]`` (``[C, C]``)."""
 
     loss_sum: jax.Array
@@ -48,14 +62,9 @@ class ClassificationMetrics:
         true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * m[:, None]
         pred = jax.nn.one_hot(predictions, num_classes, dtype=jnp.int32)
         return cls(
-            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
-            count=jnp.sum(m).astype(jnp.int32),
+            **_loss_and_count(loss, m),
             confusion=true.T @ pred,
         )
-
-    def merge(self, other: "ClassificationMetrics") -> "ClassificationMetrics":
-        """Sum two metrics values (associative and commutative)."""
-        return jax.tree.map(jnp.add, self, other)
 
     def per_class(self) -> dict[str, np.ndarray]:
         """Per-class precision, recall, F1 and support (zero where undefined, as scikit-learn does)."""
@@ -76,7 +85,7 @@ class ClassificationMetrics:
         per = self.per_class()
         tp = np.trace(c)
         total = c.sum()
-        micro = tp / total if total else 0.0
+        micro = float(tp / total) if total else 0.0
         return {
             "loss": float(host.loss_sum) / max(count, 1),
             "accuracy": micro,
@@ -93,7 +102,7 @@ class ClassificationMetrics:
 
 
 @flax.struct.dataclass
-class RegressionMetrics:
+class RegressionMetrics(_Sums):
     """Sums for regression: ``loss_sum``, ``count``, absolute and squared error sums."""
 
     loss_sum: jax.Array
@@ -109,15 +118,10 @@ class RegressionMetrics:
         m = _as_mask(mask, loss.shape[0])
         err = (predictions - targets.astype(predictions.dtype)).reshape(loss.shape[0], -1)
         return cls(
-            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
-            count=jnp.sum(m).astype(jnp.int32),
+            **_loss_and_count(loss, m),
             abs_error_sum=jnp.sum(jnp.where(m, jnp.abs(err).mean(axis=1), 0.0)).astype(jnp.float32),
             sq_error_sum=jnp.sum(jnp.where(m, jnp.square(err).mean(axis=1), 0.0)).astype(jnp.float32),
         )
-
-    def merge(self, other: "RegressionMetrics") -> "RegressionMetrics":
-        """Sum two metrics values."""
-        return jax.tree.map(jnp.add, self, other)
 
     def compute(self) -> dict[str, float]:
         """Mean loss, MAE and RMSE as Python floats."""
@@ -132,7 +136,7 @@ class RegressionMetrics:
 
 
 @flax.struct.dataclass
-class SequenceMetrics:
+class SequenceMetrics(_Sums):
     """Sums for per-step predictions (taggers, seq2seq): ``loss_sum`` and ``count`` over sequences, correct and
     counted steps, and ``exact_sum``, the sequences whose every counted step is right."""
 
@@ -151,16 +155,11 @@ class SequenceMetrics:
         counted = (labels != ignore_label) & m[:, None]
         right = (predictions == labels) & counted
         return cls(
-            loss_sum=jnp.sum(jnp.where(m, loss, 0.0)).astype(jnp.float32),
-            count=jnp.sum(m).astype(jnp.int32),
+            **_loss_and_count(loss, m),
             correct_steps=jnp.sum(right).astype(jnp.int32),
             counted_steps=jnp.sum(counted).astype(jnp.int32),
             exact_sum=jnp.sum(m & jnp.all(right | ~counted, axis=1)).astype(jnp.int32),
         )
-
-    def merge(self, other: "SequenceMetrics") -> "SequenceMetrics":
-        """Sum two metrics values."""
-        return jax.tree.map(jnp.add, self, other)
 
     def compute(self) -> dict[str, float]:
         """Mean loss, per-step ``accuracy`` and sequence ``exact_match`` as Python floats."""

@@ -16,31 +16,28 @@ import jax.numpy as jnp
 from jaxdl.models.heads import DenseHead
 from jaxdl.nn.embedding import TokenEmbedding, token_validity
 from jaxdl.nn.recurrent import StackedRNN
+from jaxdl.nn.sequence_pooling import pool_steps
 
 POOLINGS = ("last", "mean", "max", "mean_max")
 
 
-def sequence_inputs(x: jax.Array, vocab_size: int | None, embed_dim: int, pad_id: int
-                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Embed token ids (when ``vocab_size`` is set) or add a feature axis to a series.
+def embed_tokens(ids: jax.Array, vocab_size: int, embed_dim: int, pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """Embed token ids ``[batch, time]``: returns ``(embeddings [batch, time, embed_dim], valid [batch, time])``,
+    a step being valid while it precedes the padding (``pad_id`` after the last real token)."""
+    if ids.ndim != 2:
+        raise ValueError(f"token inputs must be ids [batch, time], got shape {ids.shape}")
+    return TokenEmbedding(vocab_size, embed_dim, name="embed")(ids), token_validity(ids, pad_id)
 
-    Returns ``(inputs [batch, time, features], lengths [batch], valid [batch, time])``. With tokens a step
-    is valid while it precedes the first ``pad_id`` after the last real token (padding sits at the end).
-    """
-    if vocab_size is not None:
-        if x.ndim != 2:
-            raise ValueError(f"token inputs must be ids [batch, time], got shape {x.shape}")
-        valid = token_validity(x, pad_id)
-        lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
-        return TokenEmbedding(vocab_size, embed_dim, name="embed")(x), lengths, valid
+
+def as_series(x: jax.Array) -> jax.Array:
+    """A real-valued series as ``[batch, time, features]`` (a ``[batch, time]`` series gets one feature)."""
     if jnp.issubdtype(x.dtype, jnp.integer):
         raise ValueError(f"got integer inputs {x.dtype} but vocab_size is not set: set model.vocab_size for token ids")
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3:
         raise ValueError(f"series inputs must be [batch, time] or [batch, time, features], got shape {x.shape}")
-    lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
-    return x, lengths, jnp.ones(x.shape[:2], bool)
+    return x
 
 
 def series_features(x: jax.Array, frame_stride: int = 1, differences: bool = False, difference_scale: float = 1.0
@@ -69,22 +66,14 @@ def _hidden(carry: Any) -> jax.Array:
 def pool_sequence(outputs: jax.Array, valid: jax.Array, final_carry: Any, pooling: str,
                   bidirectional: bool = False) -> jax.Array:
     """Summarise ``outputs: [batch, time, features]`` over valid steps: ``"last"`` (the final hidden state,
-    of both directions when ``bidirectional``), ``"mean"``, ``"max"`` or ``"mean_max"`` (both concatenated)."""
+    of both directions when ``bidirectional``), or a `pool_steps` pooling ("mean", "max", "mean_max")."""
     if pooling == "last":
         if bidirectional:
             return jnp.concatenate([_hidden(c) for c in final_carry], axis=-1)
         return _hidden(final_carry)
-    weights = valid[..., None].astype(outputs.dtype)
-    mean = jnp.sum(outputs * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
-    maximum = jnp.max(jnp.where(valid[..., None], outputs, -jnp.inf), axis=1)
-    maximum = jnp.where(jnp.isfinite(maximum), maximum, 0.0)  # an empty sequence pools to zeros
-    if pooling == "mean":
-        return mean
-    if pooling == "max":
-        return maximum
-    if pooling == "mean_max":
-        return jnp.concatenate([mean, maximum], axis=-1)
-    raise ValueError(f"unknown pooling {pooling!r}; valid ones are {list(POOLINGS)}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; valid ones are {list(POOLINGS)}")
+    return pool_steps(outputs, valid, pooling)
 
 
 class _RecurrentBody(nn.Module):
@@ -104,13 +93,14 @@ class _RecurrentBody(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, Any]:
-        inputs, lengths, valid = sequence_inputs(x, self.vocab_size, self.embed_dim, self.pad_id)
-        if self.vocab_size is None:
-            inputs = series_features(inputs, self.frame_stride, self.differences, self.difference_scale)
-            lengths = jnp.full((inputs.shape[0],), inputs.shape[1], jnp.int32)
+        if self.vocab_size is not None:
+            inputs, valid = embed_tokens(x, self.vocab_size, self.embed_dim, self.pad_id)
+            if self.dropout_rate:
+                inputs = nn.Dropout(self.dropout_rate, deterministic=not train)(inputs)
+        else:
+            inputs = series_features(as_series(x), self.frame_stride, self.differences, self.difference_scale)
             valid = jnp.ones(inputs.shape[:2], bool)
-        if self.dropout_rate and self.vocab_size is not None:
-            inputs = nn.Dropout(self.dropout_rate, deterministic=not train)(inputs)
+        lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
         carries, outputs = StackedRNN(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                       self.dropout_rate, name="rnn")(inputs, lengths, train=train)
         return outputs, valid, carries[-1]

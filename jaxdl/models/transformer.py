@@ -26,6 +26,7 @@ from jaxdl.nn.attention import (
 from jaxdl.nn.embedding import TokenEmbedding, token_validity
 from jaxdl.nn.initializers import get_initializer
 from jaxdl.nn.position import make_positional_encoding
+from jaxdl.nn.sequence_pooling import pool_steps
 
 NORMS = ("pre", "post")
 
@@ -212,7 +213,7 @@ class Decoder(TransformerConfig):
 class TransformerClassifier(TransformerConfig):
     """Text classifier: token ids ``[batch, time]`` -> embedding -> `Encoder` -> pooling -> logits ``[batch, num_outputs]``.
 
-    ``pooling`` is ``"mean"`` (over real tokens), ``"max"`` or ``"first"`` (the first token, e.g. a ``[CLS]``).
+    ``pooling`` is a `pool_steps` pooling: ``"mean"``, ``"max"``, ``"mean_max"`` over real tokens, or ``"first"``.
     Tokens equal to ``pad_id`` after the last real one are padding and masked out of attention and pooling.
     """
 
@@ -230,15 +231,7 @@ class TransformerClassifier(TransformerConfig):
         # Scaled by sqrt(d_model): unit-scale components, like the positional encoding they are added to.
         h = TokenEmbedding(self.vocab_size, self.d_model, name="embed")(x) * jnp.sqrt(float(self.d_model))
         h = Encoder(**self._config_fields(), max_length=self.max_length, name="encoder")(h, valid, train=train)
-        weights = valid[..., None].astype(h.dtype)
-        if self.pooling == "mean":
-            pooled = jnp.sum(h * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
-        elif self.pooling == "max":
-            pooled = jnp.max(jnp.where(valid[..., None], h, jnp.finfo(h.dtype).min), axis=1)
-        elif self.pooling == "first":
-            pooled = h[:, 0]
-        else:
-            raise ValueError(f"unknown pooling {self.pooling!r}; valid ones are ['first', 'max', 'mean']")
+        pooled = pool_steps(h, valid, self.pooling)
         return DenseHead((), self.num_outputs, dropout_rate=self.dropout_rate, name="head")(pooled, train=train)
 
     def _config_fields(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from jaxdl.nn.attention import (
     MultiHeadAttention,
     causal_mask,
+    combine_masks,
     padding_mask,
     scaled_dot_product_attention,
 )
@@ -50,11 +51,17 @@ def test_attention_equals_numpy_formula_and_masked_keys_get_zero_weight(batch, h
     np.testing.assert_allclose(rows[full.any(-1)], 1.0, rtol=1e-5)
 
 
-def test_masks_compose_causal_and_padding():
-    valid = jnp.array([[True, True, False]])
-    mask = causal_mask(3) & padding_mask(valid)
-    expected = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 0]], bool)
-    np.testing.assert_array_equal(mask[0, 0], expected)
+@settings(max_examples=15)
+@given(st.integers(1, 3), st.integers(1, 7), st.integers(0, 2**16))
+def test_combined_causal_and_padding_mask_allows_exactly_earlier_real_keys(batch, length, seed):
+    valid = np.random.default_rng(seed).random((batch, length)) < 0.7
+    mask = np.broadcast_to(combine_masks(causal_mask(length), None, padding_mask(jnp.asarray(valid))),
+                           (batch, 1, length, length))
+    for b in range(batch):
+        for i in range(length):
+            for j in range(length):
+                assert mask[b, 0, i, j] == (j <= i and valid[b, j])
+    assert combine_masks(None, None) is None
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 4), (2, 1, 3, 5), (3, 1, 1, 4)])
