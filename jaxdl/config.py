@@ -51,7 +51,13 @@ def default_config() -> ConfigDict:
         schedule="constant", warmup_epochs=0.0, decay_rate=0.1, decay_every_epochs=1.0, min_lr_fraction=0.0,
     ))
     config.train = ConfigDict(dict(
-        num_epochs=10, log_every=50, strategy="jit", progress=True,
+        num_epochs=10, log_every=50, progress=True,
+        # Devices (jaxdl.train.parallel): "auto" = "mesh" over every device when there are several, else "jit";
+        # mesh_shape = (data, model), -1 = the rest; sharding_rules = ((param-path regex, spec), ...) for the model axis.
+        strategy="auto", mesh_shape=(-1, 1), sharding_rules=(),
+        # Compute dtype (float32, bfloat16, float16 with dynamic loss scaling); micro-batches per step.
+        precision="float32", accumulation_steps=1,
+        compilation_cache_dir=ml_collections.FieldReference(None, field_type=str),
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),
@@ -77,7 +83,8 @@ def validate_config(config: ConfigDict) -> ConfigDict:
     return config
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A config value from text: a Python literal, or the text itself for a bare word (adam, relu)."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -106,7 +113,7 @@ def apply_override(config: ConfigDict, assignment: str) -> None:
     if leaf not in node and keys[0] != "model":
         where = ".".join(keys[:-1]) or "the config"
         raise ValueError(f"config has no field {path!r}; valid fields of {where} are {sorted(node.keys())}")
-    value = _parse_value(text)
+    value = parse_value(text)
     try:
         if leaf in node and isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

@@ -38,3 +38,33 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | pathli
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_search(rows: Sequence[dict], metric: str, path: str | pathlib.Path) -> pathlib.Path:
+    """One panel per searched field: each trial's best ``metric`` against that field's value (log axis when
+    the values span more than a factor of 20); the best trial is ringed."""
+    path = pathlib.Path(path)
+    score = f"best_{metric}"
+    reserved = {score, f"final_{metric}", "group", "trial", "train_loss", "diverged"}
+    fields = [k for k in rows[0] if k not in reserved]
+    fig, axes = plt.subplots(1, max(len(fields), 1), figsize=(4.5 * max(len(fields), 1), 3.6), squeeze=False)
+    best = rows[0]
+    for ax, field in zip(axes[0], fields):
+        values = [row[field] for row in rows]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        xs = values if numeric else [str(v) for v in values]
+        ax.scatter(xs, [row[score] for row in rows], s=18, alpha=0.8)
+        ax.scatter([best[field] if numeric else str(best[field])], [best[score]], s=120, facecolors="none",
+                   edgecolors="red", label="best")
+        positive = [v for v in values if numeric and v > 0]
+        if numeric and len(positive) == len(values) and max(positive) / min(positive) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(field)
+        ax.set_ylabel(score)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

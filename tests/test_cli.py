@@ -11,7 +11,7 @@ from jaxdl.data.datasets import FASHION_MNIST_DIR
 
 ROOT = pathlib.Path(__file__).parents[1]
 TINY = ["--config.data.train_limit=256", "--config.data.eval_limit=200", "--config.data.batch_size=64",
-        "--config.train.num_epochs=1", "--config.train.progress=False"]
+        "--config.train.num_epochs=1", "--config.train.progress=False", "--config.train.strategy=jit"]
 
 
 def _have_fashion() -> bool:
@@ -48,6 +48,20 @@ def test_experiment_trains_on_a_tiny_slice_and_evaluates(experiment, tmp_path, c
     evaluated = json.loads(capsys.readouterr().out)
     # The restored checkpoint (and, for text, the saved tokenizer) reproduce the run's own test metrics.
     assert evaluated["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+
+
+def test_the_cli_trains_over_a_mesh_of_8_devices_in_bfloat16_with_accumulation(tmp_path, capsys):
+    workdir = tmp_path / "mesh"
+    args = ["train", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(workdir), *TINY,
+            "--config.train.strategy=mesh", "--config.train.precision=bfloat16", "--config.train.accumulation_steps=2",
+            "--config.train.sharding_rules=(('Dense_0/kernel', (None, 'model')),)", "--config.train.mesh_shape=(4, 2)"]
+    assert main(args) == 0
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert summary["machine"]["strategy"] == "mesh" and summary["machine"]["precision"] == "bfloat16"
+    assert summary["test"]["count"] == 200 and np.isfinite(summary["test"]["loss"])
+    capsys.readouterr()
+    assert main(["evaluate", str(workdir)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
 
 
 def test_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):

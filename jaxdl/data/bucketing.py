@@ -16,13 +16,14 @@ from typing import Iterator
 import numpy as np
 
 from jaxdl.data.pipeline import (
+    ALL_ROWS,
     ArrayDataset,
     Batch,
     _check_batch_size,
     epoch_permutation,
     gather,
+    gather_padded,
     num_train_batches,
-    pad_batch,
 )
 
 
@@ -77,7 +78,8 @@ class BucketedDataset(ArrayDataset):
             batch["y"] = batch["y"][:, :length]
         return batch
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, start: int = 0) -> Iterator[Batch]:
+    def train_batches(self, batch_size: int, seed: int, epoch: int, start: int = 0,
+                      rows: slice = ALL_ROWS) -> Iterator[Batch]:
         """Full batches of similar-length sequences for ``epoch``, in an order set by ``(seed, epoch)``."""
         _check_batch_size(batch_size, len(self))
         order = epoch_permutation(len(self), seed, epoch)
@@ -88,12 +90,12 @@ class BucketedDataset(ArrayDataset):
         batch_order = np.random.default_rng((seed, epoch, 1)).permutation(count)
         for i in batch_order[start:]:
             idx = np.sort(order[i * batch_size:(i + 1) * batch_size])
-            yield self._trim(gather(self, idx), idx)
+            yield self._trim(gather(self, idx[rows]), idx)  # every host trims to the global batch's bucket
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+    def eval_batches(self, batch_size: int, rows: slice = ALL_ROWS) -> Iterator[Batch]:
         """Every example once, shortest first, in masked batches of ``batch_size`` trimmed to their bucket."""
         _check_batch_size(batch_size)
         order = np.argsort(self.lengths, kind="stable")
         for start in range(0, len(self), batch_size):
             idx = order[start:start + batch_size]
-            yield self._trim(pad_batch(gather(self, idx), batch_size), idx)
+            yield self._trim(gather_padded(self, idx, batch_size, rows), idx)

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 Batch = dict[str, Any]
+ALL_ROWS = slice(None)
 Inputs = np.ndarray | dict[str, np.ndarray]
 
 
@@ -52,13 +53,14 @@ class ArrayDataset:
         """The examples at ``indices``, in that order."""
         return dataclasses.replace(self, x=map_inputs(lambda a: a[indices], self.x), y=self.y[indices])
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, start: int = 0) -> Iterator[Batch]:
+    def train_batches(self, batch_size: int, seed: int, epoch: int, start: int = 0,
+                      rows: slice = ALL_ROWS) -> Iterator[Batch]:
         """Shuffled full batches for ``epoch`` (see `train_batches`)."""
-        return train_batches(self, batch_size, seed, epoch, start)
+        return train_batches(self, batch_size, seed, epoch, start, rows)
 
-    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+    def eval_batches(self, batch_size: int, rows: slice = ALL_ROWS) -> Iterator[Batch]:
         """Every example once, in fixed-shape masked batches (see `eval_batches`)."""
-        return eval_batches(self, batch_size)
+        return eval_batches(self, batch_size, rows)
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -83,12 +85,16 @@ def gather(data: ArrayDataset, indices: np.ndarray) -> Batch:
     return {"x": map_inputs(lambda a: a[indices], data.x), "y": data.y[indices]}
 
 
-def train_batches(data: ArrayDataset, batch_size: int, seed: int, epoch: int, start: int = 0) -> Iterator[Batch]:
-    """Shuffled full batches of ``data`` for ``epoch``, beginning at batch ``start`` (for resuming)."""
+def train_batches(data: ArrayDataset, batch_size: int, seed: int, epoch: int, start: int = 0,
+                  rows: slice = ALL_ROWS) -> Iterator[Batch]:
+    """Shuffled full batches of ``data`` for ``epoch``, beginning at batch ``start`` (for resuming).
+
+    ``rows`` selects the part of each global batch this process feeds (multi-host): only those examples are read.
+    """
     _check_batch_size(batch_size, len(data))
     order = epoch_permutation(len(data), seed, epoch)
     for i in range(start, num_train_batches(len(data), batch_size)):
-        yield gather(data, np.sort(order[i * batch_size:(i + 1) * batch_size]))  # sorted gathers read memory in order
+        yield gather(data, np.sort(order[i * batch_size:(i + 1) * batch_size])[rows])  # sorted gathers read memory in order
 
 
 def pad_batch(batch: Batch, batch_size: int) -> Batch:
@@ -99,8 +105,21 @@ def pad_batch(batch: Batch, batch_size: int) -> Batch:
     return {"x": map_inputs(pad, batch["x"]), "y": pad(batch["y"]), "mask": mask}
 
 
-def eval_batches(data: ArrayDataset, batch_size: int) -> Iterator[Batch]:
+def gather_padded(data: ArrayDataset, indices: np.ndarray, batch_size: int, rows: slice = ALL_ROWS) -> Batch:
+    """The ``indices`` (at most ``batch_size``) as a batch of exactly ``batch_size`` rows, zero-padded with
+    ``mask`` False; only the ``rows`` of that padded batch are read and returned (a host's share)."""
+    if rows == ALL_ROWS:
+        return pad_batch(gather(data, indices), batch_size)
+    padded = np.full(batch_size, -1)
+    padded[:len(indices)] = indices
+    own = padded[rows]
+    real = own >= 0
+    batch = pad_batch(gather(data, own[real]), len(own))
+    return batch  # real rows come first in `own`, so pad_batch's mask marks exactly them
+
+
+def eval_batches(data: ArrayDataset, batch_size: int, rows: slice = ALL_ROWS) -> Iterator[Batch]:
     """All examples in order, in batches of exactly ``batch_size``; the last is zero-padded with ``mask`` False."""
     _check_batch_size(batch_size)
     for start in range(0, len(data), batch_size):
-        yield pad_batch(gather(data, np.arange(start, min(start + batch_size, len(data)))), batch_size)
+        yield gather_padded(data, np.arange(start, min(start + batch_size, len(data))), batch_size, rows)

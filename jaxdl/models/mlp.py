@@ -9,6 +9,7 @@ import jax
 
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.initializers import get_initializer
+from jaxdl.nn.normalization import batch_norm
 
 
 class MLP(nn.Module):
@@ -23,6 +24,7 @@ class MLP(nn.Module):
     activation: str = "relu"
     dropout_rate: float = 0.0
     batch_norm: bool = False
+    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
     kernel_init: str = "he_normal"
 
     @nn.compact
@@ -33,7 +35,7 @@ class MLP(nn.Module):
         for width in self.hidden_sizes:
             x = nn.Dense(width, kernel_init=init, use_bias=not self.batch_norm)(x)
             if self.batch_norm:
-                x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+                x = batch_norm(train, self.batch_norm_axis)(x)
             x = act(x)
             if self.dropout_rate:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -2,6 +2,7 @@
 
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import FitResult, evaluate, fit
+from jaxdl.train.parallel import Parallel, make_parallel
 from jaxdl.train.state import InputSpec, TrainState, count_params, create_train_state
 from jaxdl.train.step import (
     make_eval_step,
@@ -12,5 +13,5 @@ from jaxdl.train.step import (
 
 __all__ = [
     "EarlyStopping", "FitResult", "InputSpec", "TrainState", "count_params", "create_train_state", "evaluate",
-    "fit", "make_eval_step", "make_predict_step", "make_train_step", "masked_mean",
+    "Parallel", "fit", "make_eval_step", "make_parallel", "make_predict_step", "make_train_step", "masked_mean",
 ]

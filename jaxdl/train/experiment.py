@@ -34,7 +34,7 @@ from jaxdl.nn.embedding import check_token_ids
 from jaxdl.optim import make_optimizer
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import evaluate, fit
-from jaxdl.train.parallel import compile_eval_step, compile_train_step
+from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
 from jaxdl.train.state import (
     InputSpec,
     TrainState,
@@ -63,6 +63,9 @@ class Experiment:
     train_step: Any
     eval_step: Any
     input_spec: InputSpec | dict[str, InputSpec]
+    parallel: Parallel
+    pure_train_step: Any  # the uncompiled steps, for jax.vmap over trials (jaxdl.tune)
+    pure_eval_step: Any
 
 
 def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
@@ -87,8 +90,10 @@ def make_metrics(loss_config: ml_collections.ConfigDict, num_classes: int) -> Me
     return classification_metrics(num_classes)
 
 
-def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | None = None) -> Experiment:
-    """Validate ``config`` and build its data, model, optimizer, initial state and compiled steps."""
+def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | None = None,
+                     tunable: bool = False) -> Experiment:
+    """Validate ``config`` and build its data, model, optimizer, initial state and compiled steps (with
+    ``tunable``, an optimizer whose continuous hyperparameters live in its state: see `make_optimizer`)."""
     validate_config(config)
     data = data if data is not None else load_dataset(config.data)
     model_kwargs = {k: _tuples(v) for k, v in config.model.to_dict().items() if k != "name"}
@@ -102,17 +107,23 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     model = create_model(config.model.name, **model_kwargs)
     _check_token_data(data, getattr(model, "vocab_size", None))
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
-    tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+    tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
     loss_fn = make_loss(config.loss)
     metrics_fn = make_metrics(config.loss, data.num_classes)
     sample = map_inputs(lambda a: a[:1], data.train.x)
-    state = create_train_state(model, tx, sample, config.seed)
-    train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
-                                 make_augmentation(tuple(config.data.augment)))
-    eval_step = make_eval_step(model, loss_fn, metrics_fn)
-    strategy = config.train.strategy
-    return Experiment(config, data, model, schedule, state, compile_train_step(train_step, strategy),
-                      compile_eval_step(eval_step, strategy), input_spec_of(sample))
+    train = config.train
+    state = create_train_state(model, tx, sample, config.seed, train.precision)
+    parallel = make_parallel(train.strategy, _tuples(train.mesh_shape), _tuples(train.sharding_rules), state.params)
+    parallel.check_batch_size(config.data.batch_size, "data.batch_size")
+    configure_compilation_cache(train.compilation_cache_dir)
+    step_model = parallel.prepare_model(model)
+    precision = {"axis_name": parallel.axis_name, "precision": train.precision}
+    train_step = make_train_step(step_model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
+                                 make_augmentation(tuple(config.data.augment)),
+                                 accumulation_steps=train.accumulation_steps, **precision)
+    eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
+    return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
+                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -136,23 +147,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
         validation_data=exp.data.validation, test_data=exp.data.test, eval_batch_size=config.data.eval_batch_size,
         early_stopping=early_stopping, workdir=workdir, log_every=config.train.log_every, schedule=exp.schedule,
-        input_spec=exp.input_spec, progress=config.train.progress,
+        input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel,
     )
     summary = dict(result.summary)
     if exp.data.test_parts:
-        summary["test_parts"] = {name: evaluate(result.state, exp.eval_step, part, config.data.eval_batch_size)
+        placed = exp.parallel.put_state(result.state)
+        summary["test_parts"] = {name: evaluate(placed, exp.eval_step, part, config.data.eval_batch_size, exp.parallel)
                                  for name, part in exp.data.test_parts.items()}
     summary.update(
         experiment=config.name, dataset=exp.data.name, model=config.model.name,
         num_params=count_params(result.state.params),
         total_seconds=time.perf_counter() - start,
         machine={"platform": platform.platform(), "backend": jax.default_backend(),
-                 "devices": [str(d) for d in jax.devices()], "jax": jax.__version__},
+                 "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+                 "strategy": exp.parallel.strategy, "precision": config.train.precision},
         **_in_original_units(result.summary.get("test"), exp.data),
         train_examples=len(exp.data.train), validation_examples=len(exp.data.validation),
         test_examples=len(exp.data.test),
     )
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if jax.process_index() == 0:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -176,6 +190,6 @@ def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("va
     if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
         config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
-    state = checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state)
-    return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size)
+    state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state))
+    return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
             for split in splits}

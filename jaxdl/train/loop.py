@@ -21,12 +21,14 @@ from tqdm.auto import tqdm
 
 from jaxdl import checkpoint, plots
 from jaxdl.data.pipeline import ArrayDataset, num_train_batches
+from jaxdl.data.prefetch import prefetch
 from jaxdl.metrics import Metrics
 from jaxdl.train.early_stopping import EarlyStopping
-from jaxdl.train.parallel import prefetch, put_batch
+from jaxdl.train.parallel import Parallel
 from jaxdl.train.state import InputSpec, TrainState, check_inputs
 
 MAX_STEPS_IN_FLIGHT = 16
+JIT = Parallel("jit")
 SHOWN_METRICS = ("loss", "accuracy", "exact_match", "mae")  # on the progress bar and epoch lines
 
 
@@ -47,15 +49,19 @@ _merge_jit = jax.jit(_merge)
 
 
 def evaluate(state: TrainState, eval_step: Callable, data: ArrayDataset, batch_size: int,
-             put: Callable = put_batch) -> dict[str, float]:
-    """Metrics of ``state`` on every example of ``data`` (last batch padded and masked, so nothing is
-    dropped and the eval step compiles once)."""
+             parallel: Parallel = JIT) -> dict[str, float]:
+    """Metrics of ``state`` (placed by ``parallel``, which compiled ``eval_step``) on every example of
+    ``data`` (last batch padded and masked, so nothing is dropped and the eval step compiles once). The batch
+    size is rounded up to a multiple of the data-parallel devices: padding rows cost a little compute, never
+    a result."""
+    shares = parallel.data_parallel_size
+    batch_size = -(-batch_size // shares) * shares
     total = None
-    for batch in prefetch(data.eval_batches(batch_size), put):
+    for batch in prefetch(data.eval_batches(batch_size, parallel.host_rows(batch_size)), parallel.put_batch):
         total = _merge_jit(total, eval_step(state, batch)) if total is not None else eval_step(state, batch)
     if total is None:
         raise ValueError("cannot evaluate on an empty data set")
-    return total.compute()
+    return parallel.to_host(total).compute()
 
 
 class _JsonlWriter:
@@ -96,7 +102,7 @@ def fit(
     schedule: Callable[[int], Any] | None = None,
     input_spec: InputSpec | None = None,
     progress: bool = True,
-    put: Callable = put_batch,
+    parallel: Parallel = JIT,
     callbacks: Sequence[Callable[[int, dict[str, Any], TrainState], None]] = (),
 ) -> FitResult:
     """Train ``state`` for ``num_epochs`` epochs with compiled ``train_step``/``eval_step``.
@@ -107,12 +113,19 @@ def fit(
     ``restore_best``, returns the best epoch's state. With a ``workdir`` the loop appends to
     ``metrics.jsonl``, draws ``learning_curves.png``, saves the returned state as an Orbax checkpoint in
     ``checkpoints/`` and writes ``summary.json`` (validation and test metrics, wall time).
+
+    ``parallel`` (from `make_parallel`, and the one that compiled the steps) places the state and the
+    batches on the devices; the returned state is the single logical copy. In a multi-host run every process
+    calls `fit`; only process 0 writes logs, curves and summaries, and all take part in the checkpoint.
     """
     start_time = time.perf_counter()
     workdir = pathlib.Path(workdir) if workdir is not None else None
+    writes = workdir is not None and jax.process_index() == 0
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-    log = _JsonlWriter(workdir / "metrics.jsonl" if workdir is not None else None)
+    log = _JsonlWriter(workdir / "metrics.jsonl" if writes else None)
+    progress = progress and jax.process_index() == 0
+    parallel.check_batch_size(batch_size)
     if input_spec is not None:
         for name, data in (("train", train_data), ("validation", validation_data), ("test", test_data)):
             if data is not None:
@@ -124,7 +137,9 @@ def fit(
         early_stopping = EarlyStopping(patience=None, restore_best=False)
     history: list[dict[str, Any]] = []
     best_state, last_validation = None, None
-    step = int(jax.device_get(state.step))
+    step = int(jax.device_get(state.step))  # the state arrives as one host/device copy
+    state = parallel.put_state(state)
+    rows = parallel.host_rows(batch_size)
     train_seconds = 0.0
     for epoch in range(1, num_epochs + 1):
         epoch_start = time.perf_counter()
@@ -132,7 +147,7 @@ def fit(
         in_flight: collections.deque = collections.deque()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{num_epochs}", disable=not progress,
                    leave=True, dynamic_ncols=True)
-        for i, batch in enumerate(prefetch(train_data.train_batches(batch_size, seed, epoch), put)):
+        for i, batch in enumerate(prefetch(train_data.train_batches(batch_size, seed, epoch, rows=rows), parallel.put_batch)):
             state, batch_metrics = train_step(state, batch)
             window = _merge_jit(window, batch_metrics) if window is not None else batch_metrics
             step += 1
@@ -140,7 +155,7 @@ def fit(
             if len(in_flight) > MAX_STEPS_IN_FLIGHT:
                 jax.block_until_ready(in_flight.popleft())
             if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:
-                host = jax.device_get(window)
+                host = parallel.to_host(window)
                 epoch_sums = host if epoch_sums is None else jax.tree.map(np.add, epoch_sums, host)
                 in_flight.clear()
                 values = host.compute()
@@ -156,7 +171,7 @@ def fit(
         row: dict[str, Any] = {"epoch": epoch, "step": step}
         row.update({f"train_{k}": v for k, v in _scalars(epoch_sums.compute()).items()})
         if validation_data is not None:
-            last_validation = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put))
+            last_validation = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
             row.update({f"val_{k}": v for k, v in last_validation.items()})
         row["epoch_seconds"] = time.perf_counter() - epoch_start
         history.append(row)
@@ -171,7 +186,7 @@ def fit(
             stop = early_stopping.should_stop
         for callback in callbacks:
             callback(epoch, row, state)
-        if workdir is not None:
+        if writes:
             plots.plot_learning_curves(history, workdir / "learning_curves.png",
                                        early_stopping.best_epoch if early_stopping else None)
         if stop:
@@ -185,20 +200,22 @@ def fit(
         "epochs_run": len(history),
         "best_epoch": early_stopping.best_epoch if early_stopping else None,
         "restored_best": best_state is not None,
-        "steps": int(jax.device_get(state.step)),
+        "steps": int(parallel.to_host(parallel.get_state(state).step)),
         "train_seconds": train_seconds,
     }
     if validation_data is not None:
         # The last epoch's evaluation already describes the returned state unless an earlier one was restored.
         returned_last = best_state is None or early_stopping.best_epoch == history[-1]["epoch"]
         summary["validation"] = (last_validation if returned_last
-                                 else _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, put)))
+                                 else _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, parallel)))
     if test_data is not None:
-        summary["test"] = _scalars(evaluate(state, eval_step, test_data, eval_batch_size, put))
+        summary["test"] = _scalars(evaluate(state, eval_step, test_data, eval_batch_size, parallel))
     summary["wall_seconds"] = time.perf_counter() - start_time
+    state = parallel.get_state(state)
     if workdir is not None:
         checkpoint.save_checkpoint(workdir / "checkpoints", state, step=summary["steps"],
                                    metrics=summary.get("validation"))
+    if writes:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return FitResult(state, history, summary)
 

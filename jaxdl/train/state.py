@@ -16,19 +16,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.train.precision import DynamicLossScale, compute_dtype
+
 PyTree = Any
 
 
 @flax.struct.dataclass
 class TrainState:
-    """``step`` (int32 scalar), ``params``, ``batch_stats`` (``{}`` without BatchNorm), ``opt_state`` and
-    ``rng``, the run's base key; each step derives its dropout key as ``fold_in(rng, step)``."""
+    """``step`` (int32 scalar), ``params``, ``batch_stats`` (``{}`` without BatchNorm), ``opt_state``,
+    ``rng``, the run's base key (each step derives its dropout key as ``fold_in(rng, step)``), and
+    ``loss_scale``, a `DynamicLossScale` in float16 training (None otherwise)."""
 
     step: jax.Array
     params: PyTree
     batch_stats: PyTree
     opt_state: PyTree
     rng: jax.Array
+    loss_scale: DynamicLossScale | None = None
 
     def variables(self) -> dict[str, PyTree]:
         """The Flax variables for ``model.apply``: params and, when present, batch_stats."""
@@ -83,11 +87,14 @@ def count_params(params: PyTree) -> int:
     return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seed: int) -> TrainState:
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seed: int,
+                       precision: str = "float32") -> TrainState:
     """Initialise parameters (and BatchNorm statistics) for ``sample_x: [batch, ...]`` and the optimizer state.
 
+    Parameters are float32 whatever the compute ``precision``; float16 adds a dynamic loss scale.
     Everything random comes from ``seed``: the same seed gives bitwise-equal states.
     """
+    compute_dtype(precision)  # fails early on an unknown name
     root = jax.random.PRNGKey(seed)
     params_key, dropout_key, step_key = jax.random.split(root, 3)
     variables = jax.jit(lambda x: model.init({"params": params_key, "dropout": dropout_key}, x, train=False))(sample_x)
@@ -99,4 +106,5 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sampl
         batch_stats=batch_stats,
         opt_state=tx.init(params),
         rng=step_key,
+        loss_scale=DynamicLossScale.create() if precision == "float16" else None,
     )

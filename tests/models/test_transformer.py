@@ -36,6 +36,23 @@ def test_scanned_block_stack_equals_the_unrolled_stack_with_the_same_parameters(
     assert jax.tree.structure(unrolled.init(jax.random.PRNGKey(0), *args)["params"]) == jax.tree.structure(params)
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_rematerialised_blocks_give_the_same_outputs_and_gradients(scan_layers):
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 16)), jnp.float32)
+    plain = Encoder(**SMALL, num_layers=2, scan_layers=scan_layers, max_length=8)
+    remat = Encoder(**SMALL, num_layers=2, scan_layers=scan_layers, max_length=8, remat=True)
+    variables = plain.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(remat.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+
+    def loss(model, params):
+        return jnp.sum(jnp.sin(model.apply({"params": params}, x)))
+
+    np.testing.assert_allclose(remat.apply(variables, x), plain.apply(variables, x), rtol=1e-6, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.grad(lambda p: loss(remat, p))(variables["params"])),
+                    jax.tree.leaves(jax.grad(lambda p: loss(plain, p))(variables["params"]))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @settings(max_examples=5)
 @given(time=st.integers(2, 7), seed=st.integers(0, 1000))
 def test_encoder_without_positional_encoding_is_permutation_equivariant(time, seed):
