@@ -1,4 +1,4 @@
-"""The ``jaxdl`` command: ``train`` an experiment file, ``evaluate`` a finished run."""
+"""The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run."""
 
 from __future__ import annotations
 
@@ -33,8 +33,42 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.config import load_config, parse_value
+    from jaxdl.tune.run import run_tuning
+
+    config = load_config(args.experiment, overrides)
+    if args.grid:
+        config.search.kind = "grid"
+        config.search.space = tuple((path.removeprefix("config."), [parse_value(v) for v in values.split(",") if v])
+                                    for path, _, values in (g.partition("=") for g in args.grid))
+    elif args.random:
+        config.search.kind = "random"
+        config.search.space = tuple((path.removeprefix("config."), dist)
+                                    for path, _, dist in (r.partition("=") for r in args.random))
+    elif args.kfold:
+        config.search.kind, config.search.k = "kfold", args.kfold
+    if args.trials:
+        config.search.trials = args.trials
+    if args.metric:
+        config.search.metric = args.metric
+    print(json.dumps(run_tuning(config, args.workdir), indent=2, default=float))
+    return 0
+
+
+def _report(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.report import write_report
+
+    if overrides:
+        raise SystemExit(f"report takes no config overrides, got {overrides}")
+    for path in write_report(args.workdir):
+        print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``jaxdl train EXPERIMENT.py --workdir DIR [--config.a.b=value ...]`` or ``jaxdl evaluate DIR``."""
+    """Entry point: ``jaxdl train EXPERIMENT.py --workdir DIR [--config.a.b=value ...]``, ``jaxdl tune EXPERIMENT.py
+    --workdir DIR [--grid ...|--random ...|--kfold K]`` or ``jaxdl evaluate DIR``."""
     parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an experiment config into a work directory")
@@ -46,8 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     hosts.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes-1")
     hosts.add_argument("--distributed", action="store_true",
                        help="join a multi-host run configured by the environment (Cloud TPU, SLURM)")
+    tune = commands.add_parser("tune", help="hyperparameter search or k-fold cross-validation of an experiment")
+    tune.add_argument("experiment", help="experiment file; its config.search section is used unless overridden")
+    tune.add_argument("--workdir", required=True, help="where search.csv/search.png/tune.json go")
+    how = tune.add_mutually_exclusive_group()
+    how.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
+                     help="a grid axis, e.g. --grid optimizer.learning_rate=1e-4,3e-4,1e-3 (repeat for more)")
+    how.add_argument("--random", action="append", metavar="FIELD=DIST",
+                     help="a random axis, e.g. --random 'optimizer.learning_rate=loguniform(1e-4, 1e-2)'")
+    how.add_argument("--kfold", type=int, metavar="K", help="stratified K-fold cross-validation instead")
+    tune.add_argument("--trials", type=int, help="random search: how many draws")
+    tune.add_argument("--metric", help="validation metric to rank by (default val_accuracy)")
     evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run")
     evaluate.add_argument("workdir")
+    report = commands.add_parser("report", help="rebuild a run's curves, confusion matrix and report from its files")
+    report.add_argument("workdir")
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
@@ -55,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognised argument {item!r}; config overrides look like --config.optimizer.learning_rate=3e-4")
         overrides.append(item[2:])
     try:
-        return {"train": _train, "evaluate": _evaluate}[args.command](args, overrides)
+        return {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report}[args.command](args, overrides)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"jaxdl: error: {exc}", file=sys.stderr)
         return 2

@@ -41,6 +41,7 @@ def default_config() -> ConfigDict:
         horizon=ml_collections.FieldReference(None, field_type=int),
         validation_size=ml_collections.FieldReference(None, field_type=int),
         test_size=ml_collections.FieldReference(None, field_type=int),
+        text_augment=ml_collections.FieldReference(None, field_type=int),  # augmented copies of each training text
     ))
     config.model = ConfigDict(dict(name="mlp"))
     config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, ignore_label=-1, l1=0.0, l2=0.0,
@@ -58,10 +59,16 @@ def default_config() -> ConfigDict:
         # Compute dtype (float32, bfloat16, float16 with dynamic loss scaling); micro-batches per step.
         precision="float32", accumulation_steps=1,
         compilation_cache_dir=ml_collections.FieldReference(None, field_type=str),
+        # Also evaluate the final model on the training split in inference mode (the honest train-validation gap).
+        evaluate_train=False,
+        tensorboard=False,  # also write TensorBoard event files to workdir/tensorboard (the tensorboard extra)
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),
     ))
+    # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as
+    # "loguniform(1e-4, 1e-2)", `trials` draws) or "kfold" (`k` folds); space = ((field path, values), ...).
+    config.search = ConfigDict(dict(kind="", space=(), trials=8, seed=0, metric="val_accuracy", k=5))
     return config
 
 

@@ -35,6 +35,19 @@ class _Sums:
         return jax.tree.map(jnp.add, self, other)
 
 
+def per_class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall, F1 and support from ``confusion[true, predicted]`` counts (zero where a
+    ratio is undefined, as scikit-learn does)."""
+    c = np.asarray(confusion, np.float64)
+    tp = np.diag(c)
+    predicted, actual = c.sum(axis=0), c.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": actual.astype(np.int64)}
+
+
 @flax.struct.dataclass
 class ClassificationMetrics(_Sums):
     """Sums for classification: ``loss_sum``, ``count`` and ``confusion[true, predicted]`` (``[C, C]``)."""
@@ -68,14 +81,7 @@ class ClassificationMetrics(_Sums):
 
     def per_class(self) -> dict[str, np.ndarray]:
         """Per-class precision, recall, F1 and support (zero where undefined, as scikit-learn does)."""
-        c = np.asarray(jax.device_get(self.confusion), np.float64)
-        tp = np.diag(c)
-        predicted, actual = c.sum(axis=0), c.sum(axis=1)
-        precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-        recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
-        denom = precision + recall
-        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-        return {"precision": precision, "recall": recall, "f1": f1, "support": actual.astype(np.int64)}
+        return per_class_scores(jax.device_get(self.confusion))
 
     def compute(self) -> dict[str, float]:
         """Mean loss, accuracy and macro/micro-averaged precision, recall and F1 as Python floats."""

@@ -11,6 +11,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: pathlib.Path) -> pathlib.Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _finish_axis(ax, xlabel: str, ylabel: str | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot_learning_curves(history: Sequence[dict[str, float]], path: str | pathlib.Path,
                          best_epoch: int | None = None) -> pathlib.Path:
     """Plot train vs validation curves of every metric in ``history`` (one dict per epoch, keys like
@@ -29,15 +45,9 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | pathli
                 ax.plot(epochs, values, style, markersize=3, label=f"{'validation' if split == 'val' else 'train'}")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch ({best_epoch})")
-        ax.set_xlabel("epoch")
         ax.set_title(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _finish_axis(ax, "epoch")
+    return _save(fig, path)
 
 
 def plot_search(rows: Sequence[dict], metric: str, path: str | pathlib.Path) -> pathlib.Path:
@@ -59,12 +69,50 @@ def plot_search(rows: Sequence[dict], metric: str, path: str | pathlib.Path) -> 
         positive = [v for v in values if numeric and v > 0]
         if numeric and len(positive) == len(values) and max(positive) / min(positive) > 20:
             ax.set_xscale("log")
-        ax.set_xlabel(field)
-        ax.set_ylabel(score)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _finish_axis(ax, field, score)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | pathlib.Path) -> pathlib.Path:
+    """A heatmap of ``confusion[true, predicted]`` counts, rows normalised to recall for the colour, with the
+    counts written in each cell."""
+    import numpy as np
+
+    path = pathlib.Path(path)
+    confusion = np.asarray(confusion)
+    n = len(confusion)
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+    return _save(fig, path)
+
+
+def plot_misclassified(images, true, predicted, class_names: Sequence[str], path: str | pathlib.Path,
+                       columns: int = 6) -> pathlib.Path:
+    """A grid of images ``[n, h, w, c]`` with their true and predicted class names (the model's mistakes)."""
+    import numpy as np
+
+    path = pathlib.Path(path)
+    images = np.asarray(images)
+    count = len(images)
+    rows = max(1, -(-count // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, t, p in zip(axes.ravel(), images, true, predicted):
+        shown = image[..., 0] if image.shape[-1] == 1 else (image - image.min()) / max(np.ptp(image), 1e-8)
+        ax.imshow(shown, cmap="gray" if image.shape[-1] == 1 else None)
+        ax.set_title(f"true {class_names[int(t)]}\npred {class_names[int(p)]}", fontsize=8, color="crimson")
+    if count == 0:
+        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    return _save(fig, path)

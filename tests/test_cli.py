@@ -25,6 +25,8 @@ EXPERIMENTS = {
     "reviews_lstm": (SMALL_TEXT, 200), "reviews_transformer": (SMALL_TEXT, 200),
     "seq2seq_reverse": ([], 200), "gunpoint_rnn": (["--config.data.batch_size=8"], 150),
     "sunspots_lstm": (["--config.data.batch_size=16"], 40), "sunspots_gru": (["--config.data.batch_size=16"], 40),
+    "digits_kfold": (["--config.data.batch_size=32"], 200), "mnist_search": ([], 200),
+    "fashion_augment": ([], 200), "overfitting": (["--config.data.batch_size=32"], 200),
 }
 
 
@@ -43,6 +45,13 @@ def test_experiment_trains_on_a_tiny_slice_and_evaluates(experiment, tmp_path, c
     assert summary["test"]["count"] == test_count and np.isfinite(summary["test"]["loss"])
     for name in ("metrics.jsonl", "learning_curves.png", "config.json"):
         assert (workdir / name).is_file()
+    if "train_eval" in summary:  # the training split evaluated in inference mode, beside the validation gap
+        assert summary["train_eval"]["count"] == 256 and "accuracy" in summary["train_validation_gap"]
+    report_path = workdir / "classification_report.json"
+    if report_path.is_file():  # predictions saved for the report agree with the evaluated test metrics
+        assert json.loads(report_path.read_text())["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-9)
+        (workdir / "confusion_matrix.png").unlink()
+        assert main(["report", str(workdir)]) == 0 and (workdir / "confusion_matrix.png").is_file()
     capsys.readouterr()
     assert main(["evaluate", str(workdir)]) == 0
     evaluated = json.loads(capsys.readouterr().out)
@@ -62,6 +71,28 @@ def test_the_cli_trains_over_a_mesh_of_8_devices_in_bfloat16_with_accumulation(t
     capsys.readouterr()
     assert main(["evaluate", str(workdir)]) == 0
     assert json.loads(capsys.readouterr().out)["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("experiment, extra", [("digits_kfold", ["--config.search.k=3"]),
+                                               ("mnist_search", ["--config.search.trials=3"])])
+def test_tune_experiments_search_or_cross_validate_on_a_tiny_slice(experiment, extra, tmp_path, capsys):
+    workdir = tmp_path / experiment
+    assert main(["tune", str(ROOT / "experiments" / f"{experiment}.py"), "--workdir", str(workdir), *TINY, *extra]) == 0
+    summary = json.loads((workdir / "tune.json").read_text())
+    if experiment == "digits_kfold":
+        assert summary["k"] == 3 and len(summary["folds"]) == 3 and 0 <= summary["mean"]["accuracy"] <= 1
+    else:
+        assert summary["trials"] == 3 and (workdir / "search.csv").is_file() and (workdir / "search.png").is_file()
+
+
+def test_cli_tune_flags_override_the_config_search(tmp_path, capsys):
+    workdir = tmp_path / "grid"
+    assert main(["tune", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(workdir), *TINY,
+                 "--grid", "optimizer.learning_rate=1e-3,1e-2", "--grid", "model.dropout_rate=0.0,0.1"]) == 0
+    assert json.loads((workdir / "tune.json").read_text())["trials"] == 4
+    assert main(["tune", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(workdir), *TINY,
+                 "--grid", "optimizer.learning_rat=1e-3"]) == 2
+    assert "config has no field 'optimizer.learning_rat'" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):

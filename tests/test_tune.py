@@ -19,6 +19,7 @@ from jaxdl.train.state import create_train_state
 from jaxdl.train.step import make_eval_step, make_train_step
 from jaxdl.tune import (
     cross_validate,
+    ensemble_probabilities,
     fit_stacked,
     fold_splits,
     grid_trials,
@@ -27,6 +28,7 @@ from jaxdl.tune import (
     run_search,
     stack,
     stratified_kfold,
+    train_ensemble,
     unstack,
 )
 from tests.train.helpers import blobs
@@ -138,3 +140,21 @@ def test_search_ranks_trials_writes_its_table_and_puts_a_diverged_trial_last(tmp
     assert scores == sorted(scores, reverse=True)
     saved = json.loads((tmp_path / "search.json").read_text())
     assert len(saved["trials"]) == 4 and (tmp_path / "search.csv").is_file() and (tmp_path / "search.png").is_file()
+
+
+def test_a_vmapped_ensemble_equals_its_members_trained_alone_and_averages_their_probabilities():
+    data = _splits()
+    together = train_ensemble(_config(), members=3, data=data)
+    alone = train_ensemble(_config(), members=3, data=data, vmap=False)
+    _close(together.result.states.params, alone.result.states.params)
+    assert together.member_accuracy == pytest.approx(alone.member_accuracy, abs=1e-9)
+    model = MLP(hidden_sizes=(8,), num_outputs=3, dropout_rate=0.1)
+    x = jnp.asarray(data.test.x[:7])
+    probs = ensemble_probabilities(model, together.result.states, x)
+    by_hand = np.mean([jax.nn.softmax(model.apply(unstack(together.result.states, i).variables(), x), -1)
+                       for i in range(3)], axis=0)
+    np.testing.assert_allclose(probs, by_hand, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # Members start from different seeds: they are different models.
+    first, second = unstack(together.result.states, 0).params, unstack(together.result.states, 1).params
+    assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])

@@ -2,7 +2,8 @@
 
 An augmentation is ``augment(key, images) -> images`` for ``images: [batch, h, w, c]``; it preserves shape
 and dtype, is a pure function of the key, and its identity parameters return the input unchanged. Configs
-name them as strings, e.g. ``("random_crop(padding=2)",)``, composed left to right by `make_augmentation`.
+name them as strings, e.g. ``("random_crop(padding=2)", "cutout(size=8)")``, composed left to right by
+`make_augmentation`. ``mixup`` also mixes the labels, so composed augmentations map ``(key, images, labels)``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 from jaxdl.spec import parse_spec
 
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
+LabelledAugmentation = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def _check_images(images: jax.Array, name: str) -> None:
@@ -59,24 +61,152 @@ def random_flip(key: jax.Array, images: jax.Array, horizontal: bool = True, vert
     return images
 
 
+def affine_transform(images: jax.Array, angles: jax.Array, shifts: jax.Array, zooms: jax.Array,
+                     mode: str = "nearest") -> jax.Array:
+    """Rotate each image by ``angles[i]`` radians (counter-clockwise), zoom by ``zooms[i]`` (> 1 enlarges) and
+    shift by ``shifts[i] = (dy, dx)`` pixels, about the image centre, with bilinear interpolation.
+
+    Each output pixel reads the input at the inverse-transformed position; positions outside the image take
+    the nearest border pixel (``mode="nearest"``) or 0 (``"constant"``). Integer shifts and quarter turns
+    land on pixel centres, so they move pixels exactly.
+    """
+    _check_images(images, "affine_transform")
+    b, h, w, c = images.shape
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
+
+    def warp(image, angle, shift, zoom):
+        # Output (y, x) <- input at R(-angle) ((y, x) - centre - shift) / zoom + centre.
+        y, x = yy - cy - shift[0], xx - cx - shift[1]
+        cos, sin = jnp.cos(angle), jnp.sin(angle)
+        src_y = (cos * y + sin * x) / zoom + cy
+        src_x = (-sin * y + cos * x) / zoom + cx
+        channel = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [src_y, src_x], order=1, mode=mode)  # noqa: E731
+        return jax.vmap(channel, in_axes=2, out_axes=2)(image.astype(jnp.float32)).astype(image.dtype)
+
+    return jax.vmap(warp)(images, angles.astype(jnp.float32), shifts.astype(jnp.float32), zooms.astype(jnp.float32))
+
+
+def random_affine(key: jax.Array, images: jax.Array, degrees: float = 0.0, translate: float = 0.0,
+                  zoom: float = 0.0, mode: str = "nearest") -> jax.Array:
+    """A random rotation by up to ±``degrees``, shift by up to ±``translate`` of the image size and zoom by a
+    factor in ``[1 - zoom, 1 + zoom]``, drawn per example (see `affine_transform`). All zero: the input."""
+    _check_images(images, "random_affine")
+    if degrees < 0 or translate < 0 or not 0 <= zoom < 1:
+        raise ValueError(f"random_affine needs degrees >= 0, translate >= 0 and 0 <= zoom < 1, got {degrees}, {translate}, {zoom}")
+    if mode not in ("nearest", "constant"):
+        raise ValueError(f"random_affine mode must be 'nearest' or 'constant', got {mode!r}")
+    if degrees == translate == zoom == 0:
+        return images
+    b, h, w, _ = images.shape
+    ka, ks, kz = jax.random.split(key, 3)
+    angles = jnp.deg2rad(jax.random.uniform(ka, (b,), minval=-degrees, maxval=degrees))
+    shifts = jax.random.uniform(ks, (b, 2), minval=-translate, maxval=translate) * jnp.array([[h, w]], jnp.float32)
+    zooms = jax.random.uniform(kz, (b,), minval=1.0 - zoom, maxval=1.0 + zoom)
+    return affine_transform(images, angles, shifts, zooms, mode)
+
+
+def random_rotation(key: jax.Array, images: jax.Array, degrees: float = 15.0) -> jax.Array:
+    """Rotate each image by a random angle in ``[-degrees, degrees]``."""
+    return random_affine(key, images, degrees=degrees)
+
+
+def random_translation(key: jax.Array, images: jax.Array, fraction: float = 0.1) -> jax.Array:
+    """Shift each image by up to ``fraction`` of its height and width in each direction (sub-pixel, bilinear)."""
+    return random_affine(key, images, translate=fraction)
+
+
+def random_zoom(key: jax.Array, images: jax.Array, fraction: float = 0.1) -> jax.Array:
+    """Scale each image about its centre by a factor in ``[1 - fraction, 1 + fraction]``."""
+    return random_affine(key, images, zoom=fraction)
+
+
+def brightness_contrast(key: jax.Array, images: jax.Array, brightness: float = 0.2, contrast: float = 0.2) -> jax.Array:
+    """Per example, scale the deviation from the image's mean by a factor in ``[1 - contrast, 1 + contrast]``
+    and add an offset in ``[-brightness, brightness]`` (in the images' own units, e.g. of a normalised pixel)."""
+    _check_images(images, "brightness_contrast")
+    if brightness < 0 or not 0 <= contrast < 1:
+        raise ValueError(f"brightness_contrast needs brightness >= 0 and 0 <= contrast < 1, got {brightness}, {contrast}")
+    if brightness == contrast == 0:
+        return images
+    b = images.shape[0]
+    kb, kc = jax.random.split(key)
+    offset = jax.random.uniform(kb, (b, 1, 1, 1), minval=-brightness, maxval=brightness)
+    factor = jax.random.uniform(kc, (b, 1, 1, 1), minval=1.0 - contrast, maxval=1.0 + contrast)
+    mean = images.mean(axis=(1, 2, 3), keepdims=True)
+    return ((images - mean) * factor + mean + offset).astype(images.dtype)
+
+
+def cutout(key: jax.Array, images: jax.Array, size: int = 8, probability: float = 1.0, fill: float = 0.0) -> jax.Array:
+    """With ``probability``, set a ``size`` x ``size`` square (clipped at the border) at a random centre of each
+    image to ``fill``: the model must not rely on any one region."""
+    _check_images(images, "cutout")
+    if size < 0 or not 0 <= probability <= 1:
+        raise ValueError(f"cutout needs size >= 0 and probability in [0, 1], got {size}, {probability}")
+    if size == 0 or probability == 0:
+        return images
+    b, h, w, _ = images.shape
+    kc, kp = jax.random.split(key)
+    centre = jax.random.randint(kc, (b, 2), 0, jnp.array([[h, w]]))
+    top, left = (centre[:, 0] - size // 2)[:, None, None], (centre[:, 1] - size // 2)[:, None, None]
+    rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    apply = (jax.random.uniform(kp, (b,)) < probability)[:, None, None]
+    return jnp.where((inside & apply)[..., None], jnp.asarray(fill, images.dtype), images)
+
+
+def mixup(key: jax.Array, images: jax.Array, labels: jax.Array, alpha: float = 0.2) -> tuple[jax.Array, jax.Array]:
+    """Mixup (Zhang et al., 2018): each example becomes ``l x_i + (1 - l) x_j`` with a random partner ``j`` from
+    the batch and ``l ~ Beta(alpha, alpha)`` per example; ``labels`` (probability rows ``[batch, classes]``)
+    mix the same way. ``alpha = 0`` returns the inputs."""
+    if alpha < 0:
+        raise ValueError(f"mixup alpha must be >= 0, got {alpha}")
+    if alpha == 0:
+        return images, labels
+    kl, kp = jax.random.split(key)
+    b = images.shape[0]
+    lam = jax.random.beta(kl, alpha, alpha, (b,))
+    partner = jax.random.permutation(kp, b)
+    mix = lambda a: (lam.reshape((b,) + (1,) * (a.ndim - 1)) * a  # noqa: E731
+                     + (1 - lam).reshape((b,) + (1,) * (a.ndim - 1)) * a[partner]).astype(a.dtype)
+    return mix(images), mix(labels)
+
+
 AUGMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     "random_crop": random_crop,
     "random_flip": random_flip,
+    "random_affine": random_affine,
+    "random_rotation": random_rotation,
+    "random_translation": random_translation,
+    "random_zoom": random_zoom,
+    "brightness_contrast": brightness_contrast,
+    "cutout": cutout,
 }
+LABEL_AUGMENTATIONS = {"mixup": mixup}  # transform images and labels together
 
 
-def make_augmentation(specs: Sequence[str]) -> Augmentation | None:
-    """Compose the augmentations named in ``specs`` (applied in order, each with its own key), or None."""
+def make_augmentation(specs: Sequence[str], num_classes: int | None = None) -> LabelledAugmentation | None:
+    """Compose the augmentations named in ``specs`` into ``augment(key, images, labels) -> (images, labels)``
+    (applied in order, each with its own key), or None when ``specs`` is empty. Image transforms leave the
+    labels alone; ``mixup`` mixes them too, turning integer labels into probability rows over ``num_classes``."""
+    registry = {**AUGMENTATIONS, **LABEL_AUGMENTATIONS}
     steps = []
     for spec in specs:
-        name, kwargs = parse_spec(spec, AUGMENTATIONS, "augmentation", positional=("key", "images"))
-        steps.append((AUGMENTATIONS[name], kwargs))
+        name, kwargs = parse_spec(spec, registry, "augmentation", positional=("key", "images", "labels"))
+        if name in LABEL_AUGMENTATIONS and not num_classes:
+            raise ValueError(f"augmentation {name!r} mixes labels and needs the number of classes")
+        steps.append((name, registry[name], kwargs))
     if not steps:
         return None
 
-    def augment(key: jax.Array, images: jax.Array) -> jax.Array:
-        for (fn, kwargs), k in zip(steps, jax.random.split(key, len(steps))):
-            images = fn(k, images, **kwargs)
-        return images
+    def augment(key: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+        for (name, fn, kwargs), k in zip(steps, jax.random.split(key, len(steps))):
+            if name in LABEL_AUGMENTATIONS:
+                if jnp.issubdtype(labels.dtype, jnp.integer):
+                    labels = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+                images, labels = fn(k, images, labels, **kwargs)
+            else:
+                images = fn(k, images, **kwargs)
+        return images, labels
 
     return augment

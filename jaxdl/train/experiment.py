@@ -21,17 +21,19 @@ from jaxdl import checkpoint
 from jaxdl.config import config_from_json, config_to_json, validate_config
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
-from jaxdl.data.pipeline import map_inputs, num_train_batches
+from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_train_batches
 from jaxdl.losses import make_loss, make_penalty
 from jaxdl.metrics import (
     MetricsFn,
     classification_metrics,
+    predicted_classes,
     regression_metrics,
     sequence_metrics,
 )
 from jaxdl.models import create_model, model_constructor, model_fields
 from jaxdl.nn.embedding import check_token_ids
 from jaxdl.optim import make_optimizer
+from jaxdl.report import save_predictions, write_report
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
@@ -42,7 +44,8 @@ from jaxdl.train.state import (
     create_train_state,
     input_spec_of,
 )
-from jaxdl.train.step import make_eval_step, make_train_step
+from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step
+from jaxdl.train.tensorboard import TensorBoardLogger
 
 
 def _tuples(value: Any) -> Any:
@@ -66,6 +69,7 @@ class Experiment:
     parallel: Parallel
     pure_train_step: Any  # the uncompiled steps, for jax.vmap over trials (jaxdl.tune)
     pure_eval_step: Any
+    tx: Any  # the optax transformation the steps apply
 
 
 def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
@@ -119,11 +123,11 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     step_model = parallel.prepare_model(model)
     precision = {"axis_name": parallel.axis_name, "precision": train.precision}
     train_step = make_train_step(step_model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
-                                 make_augmentation(tuple(config.data.augment)),
+                                 make_augmentation(tuple(config.data.augment), data.num_classes),
                                  accumulation_steps=train.accumulation_steps, **precision)
     eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
-                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step)
+                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -142,16 +146,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     es = config.train.early_stopping
     early_stopping = EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
                                    min_delta=es.min_delta, restore_best=es.restore_best)
+    callbacks = []
+    if config.train.tensorboard and jax.process_index() == 0:
+        callbacks.append(TensorBoardLogger(workdir / "tensorboard"))
     result = fit(
         exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
         validation_data=exp.data.validation, test_data=exp.data.test, eval_batch_size=config.data.eval_batch_size,
         early_stopping=early_stopping, workdir=workdir, log_every=config.train.log_every, schedule=exp.schedule,
-        input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel,
+        input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel, callbacks=callbacks,
     )
+    for callback in callbacks:
+        callback.close()
     summary = dict(result.summary)
+    placed = exp.parallel.put_state(result.state)
+    if config.train.evaluate_train:
+        summary["train_eval"] = evaluate(placed, exp.eval_step, exp.data.train, config.data.eval_batch_size, exp.parallel)
+        # Positive gaps mean the model does better on what it trained on: validation loss minus train loss,
+        # train score minus validation score.
+        train_eval, validation = summary["train_eval"], summary["validation"]
+        summary["train_validation_gap"] = {
+            k: (validation[k] - train_eval[k]) if k in ("loss", "mae", "rmse") else (train_eval[k] - validation[k])
+            for k in ("loss", "accuracy", "mae", "rmse") if k in train_eval}
     if exp.data.test_parts:
-        placed = exp.parallel.put_state(result.state)
         summary["test_parts"] = {name: evaluate(placed, exp.eval_step, part, config.data.eval_batch_size, exp.parallel)
                                  for name, part in exp.data.test_parts.items()}
     summary.update(
@@ -167,7 +184,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
     if jax.process_index() == 0:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if _is_classification(config, exp.data):
+            y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size)
+            save_predictions(workdir, exp.data.test.y, y_pred, exp.data.class_names, exp.data.test.x)
+        write_report(workdir)
     return summary
+
+
+def _is_classification(config: ml_collections.ConfigDict, data: DatasetSplits) -> bool:
+    return config.loss.name in ("softmax_cross_entropy", "binary_cross_entropy") and np.ndim(data.test.y) == 1
+
+
+def predict_classes(model: Any, state: TrainState, data: ArrayDataset, batch_size: int) -> np.ndarray:
+    """The predicted class of every example of ``data`` (in order), from ``state`` in inference mode."""
+    predict = jax.jit(make_predict_step(model))
+    out = []
+    # A plain dataset keeps the examples in order (a bucketed one would visit them shortest first).
+    for batch in ArrayDataset(data.x, data.y).eval_batches(batch_size):
+        classes = np.asarray(predicted_classes(predict(state, batch["x"])))
+        out.append(classes[batch["mask"]])
+    return np.concatenate(out)
 
 
 def _in_original_units(test: dict[str, float] | None, data: DatasetSplits) -> dict[str, Any]:

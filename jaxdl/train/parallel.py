@@ -273,11 +273,13 @@ def put_batch(batch: Batch) -> Batch:
     return jax.device_put(batch)
 
 
-def configure_compilation_cache(directory: str | None) -> None:
-    """Persist compiled programs in ``directory`` so a rerun of the same experiment skips compilation."""
+def configure_compilation_cache(directory: str | None, min_compile_seconds: float = 1.0) -> None:
+    """Persist compiled programs that took at least ``min_compile_seconds`` to build in ``directory``, so a
+    rerun of the same experiment (same program, same JAX and backend) skips their compilation."""
     if directory:
         jax.config.update("jax_compilation_cache_dir", str(directory))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,

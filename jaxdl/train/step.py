@@ -48,7 +48,7 @@ def make_train_step(
     metrics_fn: MetricsFn,
     tx: optax.GradientTransformation,
     penalty_fn: Callable[[Any], jax.Array] | None = None,
-    augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    augment_fn: Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
     *,
     axis_name: str | None = None,
     accumulation_steps: int = 1,
@@ -57,7 +57,8 @@ def make_train_step(
     """Build ``train_step(state, batch) -> (state, metrics)``: one gradient step on the masked mean loss
     (plus ``penalty_fn(params)`` when given), with BatchNorm statistics updated in ``state.batch_stats``.
 
-    ``augment_fn(key, x)`` (optional) transforms the inputs inside the compiled step; dropout and augmentation
+    ``augment_fn(key, x, y) -> (x, y)`` (optional, `make_augmentation`) transforms the batch inside the compiled
+    step (labels change only under mixup); dropout and augmentation
     keys derive from ``fold_in(state.rng, state.step)``. ``metrics`` are the batch's sums. With
     ``accumulation_steps=k`` the batch is split into ``k`` micro-batches whose gradients are summed in a
     ``scan`` (one optimizer update, memory of one micro-batch; BatchNorm sees micro-batch statistics).
@@ -79,7 +80,7 @@ def make_train_step(
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         dropout_key, augment_key = jax.random.split(key)
         if augment_fn is not None:
-            x = augment_fn(augment_key, x)
+            x, y = augment_fn(augment_key, x, y)
         # The loss is a sum over real rows divided by their total count (over all devices and micro-batches):
         # summing gradients of the parts then gives exactly the gradient of the whole batch's mean.
         count = jnp.sum(mask, dtype=jnp.float32)

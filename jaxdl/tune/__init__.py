@@ -1,10 +1,11 @@
 """Training many models at once: k-fold cross-validation and hyperparameter search, vmapped over trials."""
 
+from jaxdl.tune.ensemble import EnsembleResult, ensemble_probabilities, train_ensemble
 from jaxdl.tune.kfold import KFoldResult, cross_validate, fold_splits, stratified_kfold
 from jaxdl.tune.search import SearchResult, grid_trials, parse_grid, random_trials, run_search
 from jaxdl.tune.stacked import StackedResult, fit_stacked, stack, unstack
 
 __all__ = [
-    "KFoldResult", "SearchResult", "StackedResult", "cross_validate", "fit_stacked", "fold_splits", "grid_trials",
+    "EnsembleResult", "KFoldResult", "SearchResult", "ensemble_probabilities", "train_ensemble", "StackedResult", "cross_validate", "fit_stacked", "fold_splits", "grid_trials",
     "parse_grid", "random_trials", "run_search", "stack", "stratified_kfold", "unstack",
 ]

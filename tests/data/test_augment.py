@@ -7,12 +7,19 @@ from hypothesis import strategies as st
 
 from jaxdl.data.augment import (
     AUGMENTATIONS,
+    affine_transform,
+    brightness_contrast,
+    cutout,
     make_augmentation,
+    mixup,
     random_crop,
     random_flip,
 )
 
-IDENTITY = {"random_crop": {"padding": 0}, "random_flip": {"probability": 0.0}}
+IDENTITY = {"random_crop": {"padding": 0}, "random_flip": {"probability": 0.0}, "random_affine": {},
+            "random_rotation": {"degrees": 0}, "random_translation": {"fraction": 0}, "random_zoom": {"fraction": 0},
+            "brightness_contrast": {"brightness": 0, "contrast": 0}, "cutout": {"size": 0}}
+ACTIVE = {"random_affine": {"degrees": 20, "translate": 0.1, "zoom": 0.1}, "cutout": {"size": 3}}
 
 
 def _images(seed, shape=(5, 7, 6, 2), dtype=np.float32):
@@ -24,7 +31,7 @@ def _images(seed, shape=(5, 7, 6, 2), dtype=np.float32):
 @given(seed=st.integers(0, 1000), dtype=st.sampled_from([np.float32, np.float16]))
 def test_augmentation_keeps_shape_dtype_and_is_a_function_of_the_key(name, seed, dtype):
     x = _images(seed, dtype=dtype)
-    fn = jax.jit(AUGMENTATIONS[name])
+    fn = jax.jit(lambda key, images: AUGMENTATIONS[name](key, images, **ACTIVE.get(name, {})))
     a, b = fn(jax.random.PRNGKey(seed), x), fn(jax.random.PRNGKey(seed), x)
     assert a.shape == x.shape and a.dtype == x.dtype
     np.testing.assert_array_equal(a, b)
@@ -59,10 +66,66 @@ def test_flips_are_involutions(seed):
 
 def test_composition_and_bad_names():
     fn = make_augmentation(["random_flip(probability=1.0)", "random_crop(padding=0)"])
-    x = _images(0)
-    np.testing.assert_array_equal(fn(jax.random.PRNGKey(0), x), x[:, :, ::-1, :])
+    x, y = _images(0), jnp.arange(5)
+    images, labels = fn(jax.random.PRNGKey(0), x, y)
+    np.testing.assert_array_equal(images, x[:, :, ::-1, :])
+    np.testing.assert_array_equal(labels, y)
+    with pytest.raises(ValueError, match="needs the number of classes"):
+        make_augmentation(["mixup(alpha=0.2)"])
     assert make_augmentation([]) is None
     with pytest.raises(ValueError, match="valid names are .*random_crop"):
         make_augmentation(["random_rotate"])
     with pytest.raises(ValueError, match="takes"):
         make_augmentation(["random_crop(pad=2)"])
+
+
+def test_affine_quarter_turns_and_integer_shifts_move_pixels_exactly():
+    x = _images(1, shape=(3, 6, 6, 2))
+    zeros, ones = jnp.zeros(3), jnp.ones(3)
+    np.testing.assert_allclose(affine_transform(x, zeros, jnp.zeros((3, 2)), ones), x, atol=1e-5)
+    turned = affine_transform(x, zeros + jnp.pi / 2, jnp.zeros((3, 2)), ones)
+    np.testing.assert_allclose(turned, np.rot90(np.asarray(x), k=1, axes=(1, 2)), atol=1e-5)  # counter-clockwise
+    shifted = affine_transform(x, zeros, jnp.tile(jnp.array([[1.0, 2.0]]), (3, 1)), ones)
+    np.testing.assert_allclose(shifted[:, 1:, 2:], x[:, :-1, :-2], atol=1e-5)  # out[y, x] = in[y - 1, x - 2]
+    np.testing.assert_allclose(shifted[:, 0, 2:], x[:, 0, :-2], atol=1e-5)  # the border repeats the edge row
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 1000), size=st.integers(1, 4))
+def test_cutout_blanks_at_most_one_square_per_image(seed, size):
+    x = _images(seed) + 10.0  # no pixel is 0 before the cutout
+    out = np.asarray(cutout(jax.random.PRNGKey(seed), x, size=size))
+    changed = out != np.asarray(x)
+    assert np.all(out[changed] == 0)
+    for image in changed.any(axis=-1):
+        rows, cols = np.nonzero(image)
+        assert 0 < len(rows) <= size * size and np.ptp(rows) < size and np.ptp(cols) < size
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 1000))
+def test_brightness_contrast_scales_deviations_and_shifts_the_mean(seed):
+    x = _images(seed)
+    out = brightness_contrast(jax.random.PRNGKey(seed), x, brightness=0.3, contrast=0.4)
+    mean_in, mean_out = x.mean(axis=(1, 2, 3)), out.mean(axis=(1, 2, 3))
+    assert np.all(np.abs(mean_out - mean_in) <= 0.3 + 1e-5)
+    dev_in, dev_out = x - mean_in[:, None, None, None], out - mean_out[:, None, None, None]
+    factor = (dev_out.reshape(5, -1) / dev_in.reshape(5, -1))
+    np.testing.assert_allclose(factor, factor[:, :1] * np.ones_like(factor), rtol=1e-3)
+    assert np.all((factor[:, 0] >= 0.6 - 1e-4) & (factor[:, 0] <= 1.4 + 1e-4))
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 1000), alpha=st.floats(0.1, 2.0))
+def test_mixup_mixes_each_example_with_one_partner_and_the_labels_alike(seed, alpha):
+    x = _images(seed)
+    identity_labels = jnp.eye(5)  # label row i names example i: its mixed row reveals lambda and the partner
+    images, labels = mixup(jax.random.PRNGKey(seed), x, identity_labels, alpha=alpha)
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(labels >= 0)
+    for i in range(5):
+        expected = sum(float(labels[i, j]) * x[j] for j in range(5))
+        np.testing.assert_allclose(images[i], expected, rtol=1e-4, atol=1e-5)
+        assert np.count_nonzero(np.asarray(labels[i]) > 1e-7) <= 2
+    same_x, same_y = mixup(jax.random.PRNGKey(seed), x, identity_labels, alpha=0.0)
+    assert same_x is x and same_y is identity_labels

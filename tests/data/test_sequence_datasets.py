@@ -53,6 +53,16 @@ def test_movie_reviews_loader_tokenizes_and_reports_test_parts_by_source():
     assert data.train.x.max() < data.model_defaults["vocab_size"] and data.train.lengths.max() <= 32
 
 
+def test_text_augment_adds_labelled_copies_to_the_training_split_only():
+    config = dict(name="movie_reviews", train_limit=100, eval_limit=40, vocab_size=300, max_length=24)
+    plain = load_dataset(_data_config(**config))
+    augmented = load_dataset(_data_config(**config, text_augment=2))
+    assert len(augmented.train) == 3 * len(plain.train) and len(augmented.validation) == len(plain.validation)
+    np.testing.assert_array_equal(augmented.train.y, np.tile(plain.train.y, 3))
+    np.testing.assert_array_equal(augmented.test.y, plain.test.y)  # (ids may differ: each load trains a tokenizer)
+    assert len(augmented.test) == len(plain.test) and (augmented.train.lengths > 0).all()
+
+
 @pytest.mark.parametrize("window,horizon", [(12, 1), (20, 5)])
 def test_sunspot_examples_use_only_the_past_and_baselines_match_numpy(window, horizon):
     _, series = read_sunspots()

@@ -1,5 +1,9 @@
 """The same step on one device, under pmap and over a Mesh (8 fake CPU devices, see conftest): same numbers."""
 
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -190,3 +194,12 @@ def test_multi_host_rows_partition_each_batch():
     seen = np.concatenate([b["y"][b["mask"]] for host in evals for b in host])
     assert sorted(seen.tolist()) == list(range(40))
     assert all(len(b["y"]) == 8 for host in evals for b in host)
+
+
+def test_the_compilation_cache_directory_receives_compiled_programs(tmp_path):
+    # In a fresh process: the cache is process-wide state that other tests must not inherit.
+    script = (f"from jaxdl.train.parallel import configure_compilation_cache; import jax, jax.numpy as jnp; "
+              f"configure_compilation_cache({str(tmp_path)!r}, min_compile_seconds=0); "
+              f"jax.block_until_ready(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))))")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=pathlib.Path(__file__).parents[2])
+    assert any(tmp_path.iterdir()), "no compiled program was written to the cache directory"
