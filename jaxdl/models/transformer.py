@@ -51,12 +51,13 @@ class _Residual(nn.Module):
 
     norm: str
     dropout_rate: float
+    epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, sublayer: Callable[[jax.Array], jax.Array], train: bool) -> jax.Array:
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm placement {self.norm!r}; valid ones are {list(NORMS)}")
-        layer_norm = nn.LayerNorm(name="norm")
+        layer_norm = nn.LayerNorm(epsilon=self.epsilon, name="norm")
         drop = nn.Dropout(self.dropout_rate, deterministic=not train)
         if self.norm == "pre":
             return x + drop(sublayer(layer_norm(x)))
@@ -72,17 +73,18 @@ class _Block(nn.Module):
     attention_dropout_rate: float = 0.0
     norm: str = "pre"
     activation: str = "gelu"
+    layer_norm_epsilon: float = 1e-6
     train: bool = False
 
     def _attention(self, name: str, x: jax.Array, memory: jax.Array | None, mask: jax.Array | None) -> jax.Array:
         """``x`` plus (self- or cross-) attention to ``memory`` (``x`` itself when None), as a residual sublayer."""
         attention = MultiHeadAttention(self.num_heads, dropout_rate=self.attention_dropout_rate, name=name)
-        return _Residual(self.norm, self.dropout_rate, name=f"{name}_residual")(
+        return _Residual(self.norm, self.dropout_rate, self.layer_norm_epsilon, name=f"{name}_residual")(
             x, lambda h: attention(h, memory, mask=mask, train=self.train), self.train)
 
     def _feed_forward(self, x: jax.Array) -> jax.Array:
         ff = FeedForward(self.mlp_dim, self.activation, self.dropout_rate, name="feed_forward")
-        return _Residual(self.norm, self.dropout_rate, name="feed_forward_residual")(
+        return _Residual(self.norm, self.dropout_rate, self.layer_norm_epsilon, name="feed_forward_residual")(
             x, lambda h: ff(h, train=self.train), self.train)
 
 
@@ -156,7 +158,7 @@ def unstack_layer_params(params: dict[str, Any]) -> dict[str, Any]:
 def _block_args(config: "TransformerConfig") -> tuple[Any, ...]:
     """`EncoderBlock`/`DecoderBlock` hyperparameters, in field order, from a model's shared config."""
     return (config.num_heads, config.mlp_dim, config.dropout_rate, config.attention_dropout_rate, config.norm,
-            config.activation)
+            config.activation, config.layer_norm_epsilon)
 
 
 class TransformerConfig(nn.Module):
@@ -173,6 +175,7 @@ class TransformerConfig(nn.Module):
     positional: str = "sinusoidal"
     scan_layers: bool = False
     remat: bool = False
+    layer_norm_epsilon: float = 1e-6
 
 
 class Encoder(TransformerConfig):
@@ -192,7 +195,7 @@ class Encoder(TransformerConfig):
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         mask = padding_mask(valid) if valid is not None else None
         x = BlockStack(EncoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(x, mask, train=train)
-        return nn.LayerNorm(name="final_norm")(x) if self.norm == "pre" else x
+        return nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="final_norm")(x) if self.norm == "pre" else x
 
 
 class Decoder(TransformerConfig):
@@ -212,7 +215,7 @@ class Decoder(TransformerConfig):
         memory_mask = padding_mask(memory_valid) if memory_valid is not None else None
         x, _ = BlockStack(DecoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(
             (x, memory), (self_mask, memory_mask), train=train)
-        return nn.LayerNorm(name="final_norm")(x) if self.norm == "pre" else x
+        return nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="final_norm")(x) if self.norm == "pre" else x
 
 
 class TransformerClassifier(TransformerConfig):
@@ -244,5 +247,5 @@ class TransformerClassifier(TransformerConfig):
 
 
 TRANSFORMER_FIELDS = ("d_model", "num_heads", "num_layers", "mlp_dim", "dropout_rate", "attention_dropout_rate",
-                      "norm", "activation", "positional", "scan_layers", "remat")
+                      "norm", "activation", "positional", "scan_layers", "remat", "layer_norm_epsilon")
 
