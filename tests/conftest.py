@@ -1,12 +1,22 @@
 """Test set-up: fake 8 CPU devices before jax is imported, strict numerics, bounded hypothesis runs."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 from hypothesis import settings  # noqa: E402
+
+# Many tests compile the same programs (a smoke test's train run and its `evaluate` rebuild the same steps):
+# a persistent cache for this session turns the repeats into cache hits.
+_CACHE = tempfile.mkdtemp(prefix="jaxdl-test-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # Silent broadcasting between arrays of different rank is a bug in library code: make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl.nn.conv import Conv2D, conv2d
@@ -81,6 +81,7 @@ def test_bad_padding_is_explained():
         conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), padding="FULL")
 
 
+@settings(max_examples=8)  # each example compiles two convolutions and their gradients
 @given(
     batch=st.integers(1, 3), height=st.integers(1, 10), width=st.integers(1, 10), cin=st.integers(1, 4),
     cout=st.integers(1, 4), kh=st.integers(1, 4), kw=st.integers(1, 4), stride=st.integers(1, 3),
