@@ -1,4 +1,5 @@
-"""The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run."""
+"""The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run,
+``report`` on it again from its files."""
 
 from __future__ import annotations
 
