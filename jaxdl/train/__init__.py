@@ -8,10 +8,9 @@ from jaxdl.train.step import (
     make_eval_step,
     make_predict_step,
     make_train_step,
-    masked_mean,
 )
 
 __all__ = [
     "EarlyStopping", "FitResult", "InputSpec", "TrainState", "count_params", "create_train_state", "evaluate",
-    "Parallel", "fit", "make_eval_step", "make_parallel", "make_predict_step", "make_train_step", "masked_mean",
+    "Parallel", "fit", "make_eval_step", "make_parallel", "make_predict_step", "make_train_step",
 ]

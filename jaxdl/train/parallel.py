@@ -15,6 +15,7 @@ A `Parallel` compiles the pure steps of `jaxdl.train.step` under one of three st
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from typing import Any, Callable, Sequence
@@ -87,6 +88,11 @@ class Parallel:
             return model.clone(batch_norm_axis=DATA_AXIS)
         return model
 
+    @functools.cached_property
+    def _local_device_axis(self) -> NamedSharding:
+        """``pmap``'s layout: a leading axis split over this process's devices (built once, not per batch)."""
+        return NamedSharding(Mesh(np.array(jax.local_devices()), (DATA_AXIS,)), PartitionSpec(DATA_AXIS))
+
     # -- placing data -------------------------------------------------------------------------------------
 
     def check_batch_size(self, batch_size: int, what: str = "data.batch_size") -> None:
@@ -115,8 +121,8 @@ class Parallel:
             n = jax.local_device_count()
             if rows % n:
                 self.check_batch_size(rows * jax.process_count(), "the batch size")
-            sharding = NamedSharding(Mesh(np.array(jax.local_devices()), (DATA_AXIS,)), PartitionSpec(DATA_AXIS))
-            return jax.device_put(jax.tree.map(lambda a: a.reshape((n, rows // n) + a.shape[1:]), batch), sharding)
+            return jax.device_put(jax.tree.map(lambda a: a.reshape((n, rows // n) + a.shape[1:]), batch),
+                                  self._local_device_axis)
         if (rows * jax.process_count()) % self.data_parallel_size:
             self.check_batch_size(rows * jax.process_count(), "the batch size")
         sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
@@ -140,8 +146,7 @@ class Parallel:
         if self.strategy == "jit":
             return jax.device_put(state)
         if self.strategy == "pmap":
-            devices = jax.local_devices()
-            sharding = NamedSharding(Mesh(np.array(devices), (DATA_AXIS,)), PartitionSpec(DATA_AXIS))
+            devices, sharding = jax.local_devices(), self._local_device_axis
 
             def replicate(leaf):
                 leaf = np.asarray(jax.device_get(leaf))[None]

@@ -25,14 +25,6 @@ TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
 EvalStep = Callable[[TrainState, Batch], Metrics]
 
 
-def masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Mean of ``values: [batch]`` over rows where ``mask`` is True (all rows when ``mask`` is None)."""
-    if mask is None:
-        return jnp.mean(values)
-    mask = mask.astype(values.dtype)
-    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 def _rows(tree: Any) -> int:
     return jax.tree.leaves(tree)[0].shape[0]
 

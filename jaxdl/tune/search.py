@@ -159,7 +159,7 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
         states = []
         for index in members:
             tuned = {_tunable_key(k): float(v) for k, v in trials[index].items() if _tunable_key(k)}
-            states.append(exp.state.replace(opt_state=_with_hyperparams(exp.state.opt_state, tuned)))
+            states.append(exp.state.replace(opt_state=set_hyperparams(exp.state.opt_state, **tuned)))
         batch_size, seed = group_config.data.batch_size, group_config.data.seed
 
         def batches(epoch: int, train=exp.data.train) -> Iterator[dict]:
@@ -183,10 +183,6 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
         write_search(search, pathlib.Path(workdir))
         plot_search(search.rows, metric, pathlib.Path(workdir) / "search.png")
     return search
-
-
-def _with_hyperparams(opt_state: Any, values: dict[str, float]) -> Any:
-    return set_hyperparams(opt_state, **values) if values else opt_state
 
 
 def write_search(search: SearchResult, workdir: pathlib.Path) -> None:

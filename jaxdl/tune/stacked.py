@@ -127,13 +127,13 @@ def fit_stacked(
         step = jax.jit(jax.vmap(train_step, in_axes=(0, data_axis)), donate_argnums=0)
         evaluate = jax.jit(jax.vmap(eval_step, in_axes=(0, data_axis)))
         return _epochs(states, step, evaluate, batches, validation, num_epochs, lambda b: b)
-    step, evaluate = jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    # A trial axis of one on the metrics (inside the compiled step) lets a lone trial reuse the stacked bookkeeping.
+    step = jax.jit(lambda s, b: _expand(train_step(s, b)), donate_argnums=0)
+    evaluate = jax.jit(lambda s, b: _expand(eval_step(s, b)))
     results = []
     for t in range(trials):
         select = (lambda b, t=t: jax.tree.map(lambda a: a[t], b)) if per_trial_data else (lambda b: b)
-        # Add a trial axis of one so the single-trial run reuses the stacked bookkeeping.
-        one = _epochs(unstack(states, t), lambda s, b: _expand(step(s, b)), lambda s, b: _expand(evaluate(s, b)),
-                      batches, validation, num_epochs, select)
+        one = _epochs(unstack(states, t), step, evaluate, batches, validation, num_epochs, select)
         results.append(one)
     history = [[r.history[e][0] for r in results] for e in range(num_epochs)]
     return StackedResult(stack([r.states for r in results]), history)
