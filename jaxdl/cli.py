@@ -18,7 +18,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.coordinator or args.num_processes is not None or args.process_id is not None or args.distributed:
         # Before any computation: every process of a multi-host run joins the same JAX runtime.
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    summary = train_and_evaluate(config, args.workdir)
+    summary = train_and_evaluate(config, args.workdir, resume=True if args.resume else None)
     test = summary.get("test", {})
     print(json.dumps({"experiment": summary["experiment"], "test": test, "validation": summary.get("validation"),
                       "total_seconds": round(summary["total_seconds"], 1)}, indent=2))
@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = commands.add_parser("train", help="train an experiment config into a work directory")
     train.add_argument("experiment", help="path to an experiment file defining get_config(), e.g. experiments/mnist_cnn.py")
     train.add_argument("--workdir", required=True, help="where logs, curves, checkpoints and summary.json go")
+    train.add_argument("--resume", action="store_true",
+                       help="require a checkpoint in --workdir and continue from it (a workdir with checkpoints is "
+                            "resumed anyway; this makes a missing one an error)")
     hosts = train.add_argument_group("multi-host (run the same command on every host)")
     hosts.add_argument("--coordinator", help="HOST:PORT of process 0, e.g. 10.0.0.1:1234")
     hosts.add_argument("--num-processes", type=int, help="how many processes take part")

@@ -24,7 +24,7 @@ def default_config() -> ConfigDict:
     config.name = "experiment"
     config.seed = 0
     config.data = ConfigDict(dict(
-        name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0, augment=(),
+        name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0, augment=(), classes=(),
         train_limit=ml_collections.FieldReference(None, field_type=int),
         eval_limit=ml_collections.FieldReference(None, field_type=int),
         validation_fraction=ml_collections.FieldReference(None, field_type=float),
@@ -34,6 +34,7 @@ def default_config() -> ConfigDict:
         # forecasting window and horizon and the held-out tail sizes. None = the data set's own default.
         tokenizer=ml_collections.FieldReference(None, field_type=str),
         tokenizer_file=ml_collections.FieldReference(None, field_type=str),
+        special_tokens=False,  # wrap every text as [CLS] ... [SEP] (what BERT-style pretrained encoders expect)
         vocab_size=ml_collections.FieldReference(None, field_type=int),
         max_length=ml_collections.FieldReference(None, field_type=int),
         truncation=ml_collections.FieldReference(None, field_type=str),
@@ -65,7 +66,21 @@ def default_config() -> ConfigDict:
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),
+        # Orbax checkpoints in workdir/checkpoints (jaxdl.checkpoint.CheckpointPolicy): when to save, how many
+        # newest and best (by best_metric, default the early-stopping monitor) to keep; written in the background.
+        checkpoint=ConfigDict(dict(every_epochs=1, every_steps=0, keep_latest=2, keep_best=1,
+                                   best_metric=ml_collections.FieldReference(None, field_type=str),
+                                   asynchronous=True)),
     ))
+    # Transfer learning (jaxdl.transfer): a backbone from the pretrained zoo (`pretrained`, e.g. "efficientnet-lite0")
+    # or from an earlier run's workdir (`workdir`), under model.name="transfer" with a new head for this data.
+    # mode: fine_tune (backbone at backbone_lr_scale x the rate), feature_extraction (backbone frozen),
+    # freeze_first (input layers + first freeze_blocks blocks frozen), scratch (same network, random weights).
+    # backbone_batch_stats: "frozen" runs the pretrained backbone in inference mode while its weights train (BatchNorm
+    # keeps the pretrained statistics: the usual choice for small data), "train" updates them; scratch always trains them.
+    config.transfer = ConfigDict(dict(pretrained="", workdir="", mode="fine_tune", backbone_lr_scale=0.1, freeze_blocks=0,
+                                      backbone_batch_stats="frozen",
+                                      cache_dir=ml_collections.FieldReference(None, field_type=str)))
     # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as
     # "loguniform(1e-4, 1e-2)", `trials` draws) or "kfold" (`k` folds); space = ((field path, values), ...).
     config.search = ConfigDict(dict(kind="", space=(), trials=8, seed=0, metric="val_accuracy", k=5))

@@ -88,8 +88,22 @@ def _subsample(data: ArrayDataset, limit: int | None, seed: int) -> ArrayDataset
     return data.take(stratified_subsample(data.y, int(limit), seed))
 
 
+def keep_classes(data: ArrayDataset, classes: tuple[int, ...]) -> ArrayDataset:
+    """Only the examples of ``classes``, relabelled ``0 .. len(classes) - 1`` in the order given."""
+    relabel = np.full(int(max(np.max(data.y), max(classes))) + 1, -1, np.int32)
+    relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+    kept = data.take(np.flatnonzero(np.isin(data.y, classes)))
+    return dataclasses.replace(kept, y=relabel[kept.y])
+
+
 def _finish(train, validation, test, config, num_classes, class_names, name) -> DatasetSplits:
     seed = int(option(config, "seed", 0))
+    classes = tuple(int(c) for c in option(config, "classes", ()))
+    if classes:
+        if len(set(classes)) != len(classes) or not all(0 <= c < num_classes for c in classes):
+            raise ValueError(f"data.classes must be distinct class indices in 0..{num_classes - 1}, got {classes}")
+        train, validation, test = (keep_classes(d, classes) for d in (train, validation, test))
+        num_classes, class_names = len(classes), tuple(class_names[c] for c in classes)
     train = _subsample(train, option(config, "train_limit", None), seed)
     validation = _subsample(validation, option(config, "eval_limit", None), seed + 1)
     test = _subsample(test, option(config, "eval_limit", None), seed + 2)
@@ -143,7 +157,8 @@ def load_dataset(config: Any) -> DatasetSplits:
     """Load the data set named ``config.name`` with its split and preprocessing options.
 
     Options: ``seed``, ``normalize`` (standardise with training mean/std), ``train_limit``/``eval_limit``
-    (a seeded stratified subsample, for quick runs and few-label experiments) and per-set split fractions.
+    (a seeded stratified subsample, for quick runs and few-label experiments), ``classes`` (keep these image
+    classes only, relabelled 0..k-1: a task split for transfer) and per-set split fractions.
     """
     name = config["name"]
     if name not in DATASETS:

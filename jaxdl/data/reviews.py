@@ -70,7 +70,7 @@ def _limit(indices: np.ndarray, strata: np.ndarray, limit: int | None, seed: int
 def load_movie_reviews(config: Any) -> DatasetSplits:
     """Deduplicated reviews split ``validation_fraction``/``test_fraction`` (0.1 each, stratified by label and
     source, seeded), tokenized by a ``tokenizer`` ("wordpiece" or "bpe") of ``vocab_size`` (20,000) ids trained
-    on the training texts (or loaded from ``tokenizer_file``), truncated (``truncation``: head, tail, head_tail) to ``max_length`` (256) ids.
+    on the training texts (or loaded from ``tokenizer_file``; ``"minilm-l6"``: the pretrained encoder's), truncated (``truncation``: head, tail, head_tail) to ``max_length`` (256) ids.
     ``train_limit``/``eval_limit`` subsample (stratified) before the tokenizer is trained; ``text_augment``
     adds that many augmented copies of every training review (`jaxdl.data.text_augment.augment_texts`)."""
     texts, labels, sources = read_movie_reviews()
@@ -85,21 +85,27 @@ def load_movie_reviews(config: Any) -> DatasetSplits:
     tokenizer_file = option(config, "tokenizer_file", None)
     if tokenizer_file:
         tokenizer = load_tokenizer(tokenizer_file)
+    elif option(config, "tokenizer", None) == "minilm-l6":  # the pretrained encoder's own WordPiece vocabulary
+        from jaxdl.transfer.minilm import load_tokenizer as load_minilm_tokenizer
+
+        tokenizer = load_minilm_tokenizer()
     else:
         tokenizer = train_tokenizer((cleaned[i] for i in train_idx), option(config, "tokenizer", "wordpiece"),
                                     int(option(config, "vocab_size", 20000)))
     max_length = int(option(config, "max_length", 256))
     truncation = option(config, "truncation", "head_tail")
+    special = bool(option(config, "special_tokens", False))
 
     def encode(indices: np.ndarray):
-        return text_dataset(tokenizer, [cleaned[i] for i in indices], labels[indices], max_length, truncation)
+        return text_dataset(tokenizer, [cleaned[i] for i in indices], labels[indices], max_length, truncation,
+                            special_tokens=special)
 
     train = encode(train_idx)
     copies = int(option(config, "text_augment", 0))
     if copies:
         # Augmented copies join the training split only, after the tokenizer was trained on the originals.
         augmented, augmented_labels = augment_texts([cleaned[i] for i in train_idx], labels[train_idx], copies, seed)
-        train = text_dataset(tokenizer, augmented, augmented_labels, max_length, truncation)
+        train = text_dataset(tokenizer, augmented, augmented_labels, max_length, truncation, special_tokens=special)
     test = encode(test_idx)
     parts = {name: test.take(np.flatnonzero(sources[test_idx] == s)) for s, name in enumerate(SOURCES)}
     return DatasetSplits(

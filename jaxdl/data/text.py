@@ -93,26 +93,38 @@ def truncate(ids: Sequence[int], max_length: int, truncation: str = "head") -> l
     return ids[:head] + ids[len(ids) - (max_length - head):]
 
 
-def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, truncation: str = "head"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def special_token_ids(tokenizer: Tokenizer) -> tuple[int, int]:
+    """The ids of ``[CLS]`` and ``[SEP]`` (``ValueError`` when the vocabulary lacks them)."""
+    ids = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if None in ids:
+        raise ValueError("data.special_tokens needs a vocabulary with [CLS] and [SEP]; this tokenizer has none")
+    return ids  # type: ignore[return-value]
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, truncation: str = "head",
+                 special_tokens: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Token ids ``[n, max_length]`` int32 (padded with 0 at the end) and true lengths ``[n]``.
 
-    An empty text keeps one ``[UNK]`` so no sequence has length 0.
+    ``special_tokens`` wraps each text as ``[CLS] ... [SEP]`` (truncating the text, never the markers), as
+    BERT-style pretrained encoders were trained. An empty text keeps one ``[UNK]`` so no sequence has length 0.
     """
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if max_length < 1 + 2 * special_tokens:
+        raise ValueError(f"max_length must be >= {1 + 2 * special_tokens}, got {max_length}")
     ids = np.zeros((len(texts), max_length), np.int32)
     lengths = np.zeros((len(texts),), np.int32)
     unk = tokenizer.token_to_id("[UNK]")
+    wrap = special_token_ids(tokenizer) if special_tokens else None
     for row, encoding in enumerate(tokenizer.encode_batch(list(texts), add_special_tokens=False)):
-        tokens = truncate(encoding.ids, max_length, truncation) or [unk]
+        tokens = truncate(encoding.ids, max_length - 2 * bool(wrap), truncation) or [unk]
+        if wrap:
+            tokens = [wrap[0], *tokens, wrap[1]]
         ids[row, :len(tokens)] = tokens
         lengths[row] = len(tokens)
     return ids, lengths
 
 
 def text_dataset(tokenizer: Tokenizer, texts: Sequence[str], labels: np.ndarray, max_length: int,
-                 truncation: str = "head", buckets: Sequence[int] = ()) -> BucketedDataset:
+                 truncation: str = "head", buckets: Sequence[int] = (), special_tokens: bool = False) -> BucketedDataset:
     """Encode ``texts`` into a `BucketedDataset` of ids ``[n, max_length]`` with ``labels`` and lengths."""
-    ids, lengths = encode_texts(tokenizer, texts, max_length, truncation)
+    ids, lengths = encode_texts(tokenizer, texts, max_length, truncation, special_tokens)
     return BucketedDataset(ids, np.asarray(labels), lengths=lengths, buckets=tuple(buckets))

@@ -14,6 +14,7 @@ from jaxdl.models.cnn import (
 )
 from jaxdl.models.language_model import TransformerLM
 from jaxdl.models.mlp import MLP
+from jaxdl.models.mobilenet import MobileNet, efficientnet_lite0, mobilenet_v2
 from jaxdl.models.registry import (
     available_models,
     create_model,
@@ -23,6 +24,7 @@ from jaxdl.models.registry import (
 )
 from jaxdl.models.rnn import Forecaster, SequenceClassifier, SequenceTagger
 from jaxdl.models.seq2seq import Seq2SeqTransformer
+from jaxdl.models.transfer import TransferClassifier
 from jaxdl.models.transformer import TransformerClassifier
 from jaxdl.models.vit import ViT
 
@@ -42,8 +44,10 @@ register_model("transformer_classifier", TransformerClassifier)
 register_model("seq2seq_transformer", Seq2SeqTransformer)
 register_model("transformer_lm", TransformerLM)
 register_model("vit", ViT)
+register_model("transfer", TransferClassifier)
+register_model("mobilenet", MobileNet)
 
 __all__ = [
-    "MLP", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "MLP", "MobileNet", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]

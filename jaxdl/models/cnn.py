@@ -54,7 +54,7 @@ class ConvNet(nn.Module):
     """
 
     channels: Sequence[int] = (32, 64)
-    num_outputs: int = 10
+    num_outputs: int | None = 10  # None: the dense head's last hidden activations (a backbone for transfer)
     convs_per_block: int = 1
     kernel_size: int = 3
     strides: int = 1

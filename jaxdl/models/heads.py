@@ -12,10 +12,11 @@ from jaxdl.nn.initializers import get_initializer
 
 
 class DenseHead(nn.Module):
-    """Flatten, hidden Dense layers with activation and dropout, then ``num_outputs`` logits."""
+    """Flatten, hidden Dense layers with activation and dropout, then ``num_outputs`` logits (None: stop at the
+    last hidden layer's activations, the features a transferred network passes to a new head)."""
 
     hidden_sizes: Sequence[int] = (128,)
-    num_outputs: int = 10
+    num_outputs: int | None = 10
     activation: str = "relu"
     dropout_rate: float = 0.0
 
@@ -27,6 +28,8 @@ class DenseHead(nn.Module):
             if self.dropout_rate:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
             x = act(nn.Dense(width, kernel_init=get_initializer("he_normal"))(x))
+        if self.num_outputs is None:
+            return x
         if self.dropout_rate:
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_outputs, kernel_init=get_initializer("xavier_uniform"))(x)

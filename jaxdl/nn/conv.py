@@ -60,11 +60,12 @@ def _explicit_padding(padding: str | list, size: tuple[int, int], kernel: tuple[
     return list(padding)
 
 
-def _conv2d_patches(x, kernel, strides, padding, dilation):
-    kh, kw, cin, cout = kernel.shape
+def _shifted_views(x, kernel_hw, strides, padding, dilation) -> tuple[list[jax.Array], int, int]:
+    """The ``kh*kw`` strided views of the padded image that meet kernel tap (u, v), row-major, and the output size."""
+    kh, kw = kernel_hw
     (pt, pb), (pl, pr) = _explicit_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
     x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    b, h, w, _ = x.shape
+    h, w = x.shape[1:3]
     oh = (h - (kh - 1) * dilation[0] - 1) // strides[0] + 1
     ow = (w - (kw - 1) * dilation[1] - 1) // strides[1] + 1
     views = [
@@ -72,10 +73,23 @@ def _conv2d_patches(x, kernel, strides, padding, dilation):
              v * dilation[1]: v * dilation[1] + (ow - 1) * strides[1] + 1: strides[1], :]
         for u in range(kh) for v in range(kw)
     ]
+    return views, oh, ow
+
+
+def _conv2d_patches(x, kernel, strides, padding, dilation):
+    kh, kw, cin, cout = kernel.shape
+    views, oh, ow = _shifted_views(x, (kh, kw), strides, padding, dilation)
     # Channel-last concatenation orders columns (u, v, c), matching kernel.reshape(kh*kw*cin, cout).
     patches = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
-    y = patches.reshape(b * oh * ow, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
-    return y.reshape(b, oh, ow, cout)
+    y = patches.reshape(x.shape[0] * oh * ow, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
+    return y.reshape(x.shape[0], oh, ow, cout)
+
+
+def _depthwise_shifts(x, kernel, strides, padding, dilation):
+    kh, kw = kernel.shape[:2]
+    views, _, _ = _shifted_views(x, (kh, kw), strides, padding, dilation)
+    taps = kernel.reshape(kh * kw, 1, 1, 1, -1)
+    return sum(view * taps[i] for i, view in enumerate(views))
 
 
 def conv2d(
@@ -85,18 +99,24 @@ def conv2d(
     padding: Padding = "SAME",
     dilation: int | Sequence[int] = 1,
     implementation: str = "auto",
+    depthwise: bool = False,
 ) -> jax.Array:
     """Convolve ``x: [batch, height, width, in]`` with ``kernel: [kh, kw, in, out]``.
 
     Returns ``[batch, out_height, out_width, out]``; with ``"VALID"`` the output is
     ``floor((H - dilation*(kh-1) - 1) / stride) + 1`` high, with ``"SAME"`` it is ``ceil(H / stride)``.
-    ``implementation`` is ``"xla"``, ``"patches"`` or ``"auto"`` (patches on CPU, native elsewhere); all
-    give the same values up to float summation order.
+    ``depthwise`` convolves each channel with its own filter (``kernel: [kh, kw, 1, in]``, out = in): the
+    ``kh*kw`` shifted views are weighted and summed, which XLA:CPU runs 6-15x faster than its grouped
+    convolution (benchmarks/RESULTS.md). ``implementation`` is ``"xla"``, ``"patches"`` or ``"auto"``
+    (patches on CPU, native elsewhere); all give the same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; got {x.shape} and {kernel.shape}")
-    if x.shape[-1] != kernel.shape[2]:
-        raise ValueError(f"conv2d: input has {x.shape[-1]} channels but the kernel expects {kernel.shape[2]}")
+    expected_in = 1 if depthwise else x.shape[-1]
+    if kernel.shape[2] != expected_in or (depthwise and kernel.shape[3] != x.shape[-1]):
+        want = f"[kh, kw, 1, {x.shape[-1]}]" if depthwise else f"[kh, kw, {x.shape[-1]}, out]"
+        raise ValueError(f"conv2d: input has {x.shape[-1]} channels, so the {'depthwise ' if depthwise else ''}kernel "
+                         f"must be {want}; got {kernel.shape}")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"unknown conv implementation {implementation!r}; valid ones are {list(IMPLEMENTATIONS)}")
     strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
@@ -111,7 +131,7 @@ def conv2d(
     if implementation == "auto":
         implementation = "patches" if jax.default_backend() == "cpu" else "xla"
     if implementation == "patches":
-        return _conv2d_patches(x, kernel, strides, pad, dilation)
+        return (_depthwise_shifts if depthwise else _conv2d_patches)(x, kernel, strides, pad, dilation)
     return jax.lax.conv_general_dilated(
         x,
         kernel,
@@ -119,6 +139,7 @@ def conv2d(
         padding=pad,
         rhs_dilation=dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1] if depthwise else 1,
     )
 
 
@@ -127,7 +148,9 @@ class Conv2D(nn.Module):
 
     ``x: [batch, height, width, in_channels] -> [batch, out_height, out_width, features]``. Parameters are
     ``kernel: [kh, kw, in, features]`` and ``bias: [features]`` (the names and layout of ``flax.linen.Conv``,
-    so weights move between the two). ``dtype`` is the compute dtype; parameters stay in ``param_dtype``.
+    so weights move between the two). ``depthwise`` filters each channel on its own (``features`` must equal
+    the input channels; kernel ``[kh, kw, 1, features]``, as ``flax.linen.Conv`` with ``feature_group_count``
+    equal to the channels). ``dtype`` is the compute dtype; parameters stay in ``param_dtype``.
     """
 
     features: int
@@ -138,6 +161,7 @@ class Conv2D(nn.Module):
     use_bias: bool = True
     kernel_init: str | Initializer = "he_normal"
     implementation: str = "auto"
+    depthwise: bool = False
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
@@ -145,10 +169,12 @@ class Conv2D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = _pair(self.kernel_size)
         kernel = self.param(
-            "kernel", get_initializer(self.kernel_init), (kh, kw, x.shape[-1], self.features), self.param_dtype
+            "kernel", get_initializer(self.kernel_init), (kh, kw, 1 if self.depthwise else x.shape[-1], self.features),
+            self.param_dtype,
         )
         dtype = self.dtype or x.dtype
-        y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation, self.implementation)
+        y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation, self.implementation,
+                   self.depthwise)
         if self.use_bias:
             bias = self.param("bias", jax.nn.initializers.zeros, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype).reshape(1, 1, 1, self.features)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import flax.linen as nn
 
 
-def batch_norm(train: bool, axis_name: str | None = None, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, axis_name: str | None = None, name: str | None = None, epsilon: float = 1e-5) -> nn.BatchNorm:
     """A BatchNorm layer (momentum 0.9, batch statistics in training, running averages otherwise),
-    averaging its statistics over the ``pmap`` axis ``axis_name`` when given."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=axis_name, name=name)
+    averaging its statistics over the ``pmap`` axis ``axis_name`` when given; ``epsilon`` is added to the
+    variance (pretrained networks need their own: 1e-3 for TensorFlow-trained ones)."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, axis_name=axis_name, name=name)

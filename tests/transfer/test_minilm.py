@@ -101,13 +101,13 @@ def test_weights_of_another_model_or_unknown_names_fail_clearly(imported):
     encoder, _, weights, _ = imported
     small = jax.eval_shape(lambda: BertEncoder(d_model=192, num_heads=12, mlp_dim=768).init(
         jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))["params"]
-    with pytest.raises(ValueError, match="needs shape"):
+    with pytest.raises(ValueError, match="shape clashes"):
         minilm.convert(weights, small, HEADS)
     shapes = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))["params"]
     with pytest.raises(ValueError, match=r"unknown source names \['encoder.layer.0.extra.weight'\]"):
         minilm.convert({**weights, "encoder.layer.0.extra.weight": np.zeros(3)}, shapes, HEADS)
     partial = {k: v for k, v in weights.items() if not k.startswith("encoder.layer.5.output")}
-    with pytest.raises(ValueError, match="parameters left unfilled"):
+    with pytest.raises(ValueError, match="variables left unfilled"):
         minilm.convert(partial, shapes, HEADS)
 
 
