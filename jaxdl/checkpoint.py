@@ -32,11 +32,15 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's parameter paths or shapes differ from the state it is restored into."""
 
 
-class CheckpointSaveError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read back."""
+
+
+class CheckpointSaveError(CheckpointError):
     """An (asynchronous) checkpoint save failed; the previous checkpoints are intact."""
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(CheckpointError):
     """No checkpoint under a directory could be read back and verified."""
 
 

@@ -1,5 +1,5 @@
 """The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run,
-``report`` on it again from its files."""
+``report`` on it again from its files, ``pretrained list|import NAME`` the zoo of pretrained weights."""
 
 from __future__ import annotations
 
@@ -67,9 +67,27 @@ def _report(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _pretrained(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.transfer.zoo import ZOO, cache_dir, import_pretrained
+
+    if overrides:
+        raise SystemExit(f"pretrained takes no config overrides, got {overrides}")
+    if args.action == "list":
+        for name, entry in sorted(ZOO.items()):
+            cached = (cache_dir(args.cache_dir) / name).is_dir()
+            print(f"{name:20s} {'[imported] ' if cached else ''}{entry.description}")
+        return 0
+    if not args.name:
+        raise ValueError(f"pretrained import needs a NAME; known ones are {sorted(ZOO)}")
+    print(import_pretrained(args.name, args.cache_dir, force=args.force))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``jaxdl train EXPERIMENT.py --workdir DIR [--config.a.b=value ...]``, ``jaxdl tune EXPERIMENT.py
     --workdir DIR [--grid ...|--random ...|--kfold K]`` or ``jaxdl evaluate DIR``."""
+    from jaxdl.checkpoint import CheckpointError
+
     parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an experiment config into a work directory")
@@ -99,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("workdir")
     report = commands.add_parser("report", help="rebuild a run's curves, confusion matrix and report from its files")
     report.add_argument("workdir")
+    pretrained = commands.add_parser("pretrained", help="list the pretrained zoo, or import NAME into the Orbax cache")
+    pretrained.add_argument("action", choices=("list", "import"))
+    pretrained.add_argument("name", nargs="?", help="a zoo name, e.g. efficientnet-lite0 (see `jaxdl pretrained list`)")
+    pretrained.add_argument("--cache-dir", help="where converted checkpoints go (default $JAXDL_CACHE/pretrained "
+                                                "or ~/.cache/jaxdl/pretrained)")
+    pretrained.add_argument("--force", action="store_true", help="convert again even if the cache has it")
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
@@ -106,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognised argument {item!r}; config overrides look like --config.optimizer.learning_rate=3e-4")
         overrides.append(item[2:])
     try:
-        return {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report}[args.command](args, overrides)
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
+        commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
+                            "pretrained": _pretrained}
+        return commands_by_name[args.command](args, overrides)
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as exc:
         print(f"jaxdl: error: {exc}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,8 @@ _CACHE = tempfile.mkdtemp(prefix="jaxdl-test-xla-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+# Pretrained imports go to a session cache, never the user's ~/.cache.
+os.environ["JAXDL_CACHE"] = os.path.join(_CACHE, "jaxdl")
 # Subprocess tests (multi-host, SIGKILL and resume) share it through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"

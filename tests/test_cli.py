@@ -26,13 +26,20 @@ EXPERIMENTS = {
     "seq2seq_reverse": ([], 200), "gunpoint_rnn": (["--config.data.batch_size=8"], 150),
     "sunspots_lstm": (["--config.data.batch_size=16"], 40), "sunspots_gru": (["--config.data.batch_size=16"], 40),
     "fashion_augment": ([], 200), "overfitting": (["--config.data.batch_size=32"], 200),
+    "fashion_transfer": (["--config.model.input_size=32"], 200),
+    "reviews_minilm": (["--config.data.max_length=32", "--config.data.train_limit=64", "--config.data.eval_limit=32",
+                        "--config.data.batch_size=32"], 32),
 }
 # Experiments whose job is `jaxdl tune`: smoke-tested through that command below.
 TUNED = {"digits_kfold": ["--config.search.k=3"], "mnist_search": ["--config.search.trials=3"]}
 
 
+# Experiments that transfer from another experiment's run: the pair is smoke-tested together below.
+CHAINED = {"digits_pretrain", "digits_transfer"}
+
+
 def test_every_experiment_file_is_smoke_tested():
-    assert {p.stem for p in (ROOT / "experiments").glob("*.py")} == set(EXPERIMENTS) | set(TUNED)
+    assert {p.stem for p in (ROOT / "experiments").glob("*.py")} == set(EXPERIMENTS) | set(TUNED) | CHAINED
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
@@ -108,3 +115,37 @@ def test_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):
 def test_evaluate_on_a_directory_without_a_run_is_explained(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_digits_transfer_restores_the_pretraining_run_as_its_backbone(tmp_path, capsys):
+    pretrain, transfer = tmp_path / "pretrain", tmp_path / "transfer"
+    assert main(["train", str(ROOT / "experiments" / "digits_pretrain.py"), "--workdir", str(pretrain), *TINY]) == 0
+    assert main(["train", str(ROOT / "experiments" / "digits_transfer.py"), "--workdir", str(transfer), *TINY,
+                 f"--config.transfer.workdir={pretrain}", "--config.data.train_limit=100"]) == 0
+    summary = json.loads((transfer / "summary.json").read_text())
+    assert summary["transfer"]["backbone"] == str(pretrain) and summary["transfer"]["restored"]
+    # The old 5-way output layer is left behind by name, not silently.
+    assert summary["transfer"]["dropped_from_source"] == ["params/DenseHead_0/Dense_1/bias", "params/DenseHead_0/Dense_1/kernel"]
+    capsys.readouterr()
+    assert main(["evaluate", str(transfer)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+    assert main(["train", str(ROOT / "experiments" / "digits_transfer.py"), "--workdir", str(tmp_path / "x"), *TINY,
+                 f"--config.transfer.workdir={tmp_path / 'nothing'}"]) == 2
+    assert "jaxdl train experiments/digits_pretrain.py" in capsys.readouterr().err
+
+
+def test_train_resumes_a_workdir_and_pretrained_lists_the_zoo(tmp_path, capsys):
+    args = ["train", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(tmp_path), *TINY]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "summary.json").read_text())
+    assert main([*args, "--resume"]) == 0  # nothing left to train: the finished run is restored as it was
+    again = json.loads((tmp_path / "summary.json").read_text())
+    assert again["test"] == first["test"] and again["epochs_run"] == first["epochs_run"]
+    assert main(["train", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(tmp_path / "new"), *TINY,
+                 "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["pretrained", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("minilm-l6", "efficientnet-lite0", "mobilenet-v2"))
+    assert main(["pretrained", "import", "resnet9000"]) == 2
+    assert "known ones are" in capsys.readouterr().err

