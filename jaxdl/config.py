@@ -78,8 +78,9 @@ def default_config() -> ConfigDict:
     # freeze_first (input layers + first freeze_blocks blocks frozen), scratch (same network, random weights).
     # backbone_batch_stats: "frozen" runs the pretrained backbone in inference mode while its weights train (BatchNorm
     # keeps the pretrained statistics: the usual choice for small data), "train" updates them; scratch always trains them.
+    # cache_features (feature_extraction only): run the frozen backbone once per example, train the head on the vectors.
     config.transfer = ConfigDict(dict(pretrained="", workdir="", mode="fine_tune", backbone_lr_scale=0.1, freeze_blocks=0,
-                                      backbone_batch_stats="frozen",
+                                      backbone_batch_stats="frozen", cache_features=False,
                                       cache_dir=ml_collections.FieldReference(None, field_type=str)))
     # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as
     # "loguniform(1e-4, 1e-2)", `trials` draws) or "kfold" (`k` folds); space = ((field path, values), ...).

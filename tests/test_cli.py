@@ -26,9 +26,12 @@ EXPERIMENTS = {
     "seq2seq_reverse": ([], 200), "gunpoint_rnn": (["--config.data.batch_size=8"], 150),
     "sunspots_lstm": (["--config.data.batch_size=16"], 40), "sunspots_gru": (["--config.data.batch_size=16"], 40),
     "fashion_augment": ([], 200), "overfitting": (["--config.data.batch_size=32"], 200),
-    "fashion_transfer": (["--config.model.input_size=32"], 200),
+    # The pretrained backbones frozen, their features computed once (fine-tuning is tested on small models).
+    "fashion_transfer": (["--config.model.input_size=32", "--config.transfer.mode=feature_extraction",
+                          "--config.transfer.cache_features=True", "--config.data.augment=()"], 200),
     "reviews_minilm": (["--config.data.max_length=32", "--config.data.train_limit=64", "--config.data.eval_limit=32",
-                        "--config.data.batch_size=32"], 32),
+                        "--config.data.batch_size=32", "--config.transfer.mode=feature_extraction",
+                        "--config.transfer.cache_features=True"], 32),
 }
 # Experiments whose job is `jaxdl tune`: smoke-tested through that command below.
 TUNED = {"digits_kfold": ["--config.search.k=3"], "mnist_search": ["--config.search.trials=3"]}

@@ -32,7 +32,7 @@ from jaxdl.metrics import (
     regression_metrics,
     sequence_metrics,
 )
-from jaxdl.models import create_model, model_constructor, model_fields
+from jaxdl.models import DenseHead, create_model, model_constructor, model_fields
 from jaxdl.nn.embedding import check_token_ids
 from jaxdl.optim import make_optimizer
 from jaxdl.report import save_predictions, write_report
@@ -49,6 +49,7 @@ from jaxdl.train.state import (
 from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step
 from jaxdl.train.tensorboard import TensorBoardLogger
 from jaxdl.transfer.backbone import load_backbone, restore_backbone
+from jaxdl.transfer.features import extract_features
 from jaxdl.transfer.freeze import check_mode, parameter_labels, transfer_optimizer
 
 
@@ -122,7 +123,8 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
         if tunable:
             raise ValueError("hyperparameter search with vmapped trials does not support transfer models; "
                              "search them one trial at a time or without config.transfer")
-        model, tx, schedule, state, notes = _transfer_setup(config, data, model_kwargs, sample, steps_per_epoch)
+        model, tx, schedule, state, notes, data = _transfer_setup(config, data, model_kwargs, sample, steps_per_epoch)
+        sample = map_inputs(lambda a: a[:1], data.train.x)
     else:
         model = create_model(config.model.name, **model_kwargs)
         tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
@@ -145,8 +147,11 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
 
 
 def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
-                    steps_per_epoch: int) -> tuple[Any, Any, Any, TrainState, dict[str, Any]]:
-    """Backbone + new head, per-group optimizer, initial state with the pretrained backbone restored."""
+                    steps_per_epoch: int) -> tuple[Any, Any, Any, TrainState, dict[str, Any], DatasetSplits]:
+    """Backbone + new head, per-group optimizer, initial state with the pretrained backbone restored.
+
+    With ``transfer.cache_features`` (feature extraction only) the frozen backbone runs once over every
+    split, and the returned model is the head alone, trained on the cached features (the returned data)."""
     transfer = config.transfer
     mode = check_mode(transfer.mode)
     if config.model.name != "transfer":
@@ -181,7 +186,28 @@ def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, mode
         sizes[label] += int(np.size(leaf))
     notes = {"transfer": {"backbone": backbone.source, "mode": mode, "restored": mode != "scratch",
                           "dropped_from_source": dropped, "parameters": sizes}}
-    return model, tx, schedule, state, notes
+    if transfer.cache_features:
+        if mode != "feature_extraction":
+            raise ValueError(f"transfer.cache_features needs transfer.mode='feature_extraction' (a frozen backbone), got {mode!r}")
+        if config.data.augment:
+            raise ValueError(f"transfer.cache_features computes each example's features once, so data.augment "
+                             f"{tuple(config.data.augment)} cannot apply; set data.augment=() or turn caching off")
+        start = time.perf_counter()
+        variables = state.variables()
+        features = jax.jit(lambda x: model.apply(variables, x, method=lambda m, x: m.features(x, False)))
+        batch = config.data.eval_batch_size
+
+        def cached(split: ArrayDataset) -> ArrayDataset:
+            return extract_features(features, split, batch)
+
+        data = dataclasses.replace(data, train=cached(data.train), validation=cached(data.validation), test=cached(data.test),
+                                   test_parts={k: cached(v) for k, v in data.test_parts.items()})
+        model = DenseHead(hidden_sizes=(), num_outputs=data.num_classes, dropout_rate=model_kwargs.get("head_dropout", 0.0))
+        tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+        state = create_train_state(model, tx, data.train.x[:1], config.seed, config.train.precision)
+        notes["transfer"].update(features_cached=True, feature_dim=int(data.train.x.shape[1]),
+                                 feature_seconds=time.perf_counter() - start)
+    return model, tx, schedule, state, notes, data
 
 
 def checkpoint_policy(config: ml_collections.ConfigDict) -> CheckpointPolicy:

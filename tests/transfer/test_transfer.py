@@ -174,3 +174,28 @@ def test_unknown_transfer_modes_are_refused():
         parameter_labels({"backbone": {}, "head": {}}, "frozen")
     with pytest.raises(ValueError, match="needs freeze_blocks >= 1"):
         parameter_labels({"backbone": {}, "head": {}}, "freeze_first", 0)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_cached_features_are_each_examples_own_in_order(with_lengths):
+    from jaxdl.data.bucketing import BucketedDataset
+    from jaxdl.data.pipeline import ArrayDataset
+    from jaxdl.transfer.features import extract_features
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 70, 37)
+    x = np.where(np.arange(70)[None, :] < lengths[:, None], rng.integers(1, 9, (37, 70)), 0).astype(np.int32)
+    y = np.arange(37)
+    data = BucketedDataset(x, y, lengths=lengths) if with_lengths else ArrayDataset(x, y)
+    shapes = set()
+
+    def features(batch):  # a per-example function that padding zeros cannot change
+        shapes.add(batch.shape)
+        return jnp.stack([batch.sum(1), (batch > 0).sum(1)], axis=1)
+
+    out = extract_features(features, data, batch_size=8)
+    np.testing.assert_array_equal(out.x, np.stack([x.sum(1), lengths], axis=1))
+    np.testing.assert_array_equal(out.y, y)
+    assert {s[0] for s in shapes} == {8}  # one batch shape, the last batch padded
+    if with_lengths:  # shortest first, trimmed to multiples of 32: fewer columns than the full 70
+        assert {s[1] for s in shapes} <= {32, 64, 70} and len(shapes) > 1
