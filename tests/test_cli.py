@@ -37,6 +37,9 @@ EXPERIMENTS = {
 TUNED = {"digits_kfold": ["--config.search.k=3"], "mnist_search": ["--config.search.trials=3"]}
 
 
+# The `evaluate` round trip (restore the checkpoint, rebuild data and steps, same test loss) for one experiment
+# of each kind of input and restore path; the others stop after training to keep the suite under 15 minutes.
+EVALUATED = {"mnist_cnn", "reviews_lstm", "seq2seq_reverse", "sunspots_lstm", "fashion_transfer", "gunpoint_rnn"}
 # Experiments that transfer from another experiment's run: the pair is smoke-tested together below.
 CHAINED = {"digits_pretrain", "digits_transfer"}
 
@@ -63,11 +66,12 @@ def test_experiment_trains_on_a_tiny_slice_and_evaluates(experiment, tmp_path, c
         assert json.loads(report_path.read_text())["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-9)
         (workdir / "confusion_matrix.png").unlink()
         assert main(["report", str(workdir)]) == 0 and (workdir / "confusion_matrix.png").is_file()
-    capsys.readouterr()
-    assert main(["evaluate", str(workdir)]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
-    # The restored checkpoint (and, for text, the saved tokenizer) reproduce the run's own test metrics.
-    assert evaluated["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+    if experiment in EVALUATED:
+        capsys.readouterr()
+        assert main(["evaluate", str(workdir)]) == 0
+        evaluated = json.loads(capsys.readouterr().out)
+        # The restored checkpoint (and, for text, the saved tokenizer) reproduce the run's own test metrics.
+        assert evaluated["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
 
 
 def test_the_cli_trains_over_a_mesh_of_8_devices_in_bfloat16_with_accumulation(tmp_path, capsys):

@@ -220,7 +220,8 @@ def fit(
         if progress:
             tqdm.write(f"resuming from step {int(jax.device_get(state.step))}: epoch {position.epoch}, "
                        f"batch {position.batch}/{steps_per_epoch}")
-        best_state = parallel.put_state(best_state) if best_state is not None else None
+        if best_state is not None:  # its own buffers: the step donates the state's, which may alias a restored copy
+            best_state = jax.tree.map(lambda a: a.copy(), parallel.put_state(best_state))
     history, last_validation = position.history, None
     step = int(jax.device_get(state.step))  # the state arrives as one host/device copy
     state = parallel.put_state(state)
