@@ -262,9 +262,8 @@ def test_a_nan_step_never_overwrites_the_good_checkpoint(tmp_path):
 def test_resuming_a_run_that_restores_its_best_epoch_returns_the_same_state(tmp_path):
     from jaxdl.train.early_stopping import EarlyStopping
 
-    _, state, step, eval_step, _ = small_setup()
-
     def run(workdir, epochs):
+        _, state, step, eval_step, _ = small_setup()  # a fresh state each time: the step donates its buffers
         return resume_worker.fit(state, train_step=jax.jit(step, donate_argnums=0), eval_step=jax.jit(eval_step),
                                  train_data=blobs(64), validation_data=blobs(32, seed=4), batch_size=16,
                                  num_epochs=epochs, workdir=workdir, progress=False,
