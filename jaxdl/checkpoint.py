@@ -13,6 +13,7 @@ returns once the arrays are copied off the devices; a failed background write is
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import warnings
 import zlib
@@ -298,6 +299,13 @@ class Checkpointer:
             args=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                         partial_restore=True))
         return restored if callable(select) else restored[select]
+
+
+def returned_step(workdir: str | pathlib.Path) -> int | None:
+    """The checkpoint step of the state a finished `jaxdl train` run returned (its ``summary.json``'s
+    ``checkpoint_step``, e.g. the early-stopping best); None (the newest) when the run wrote no summary."""
+    summary = pathlib.Path(workdir) / "summary.json"
+    return json.loads(summary.read_text()).get("checkpoint_step") if summary.is_file() else None
 
 
 def save_checkpoint(directory: str | pathlib.Path, state: Any, step: int, metrics: dict[str, float] | None = None,

@@ -323,9 +323,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("va
     if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
         config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
-    summary_path = workdir / "summary.json"
     # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint.
-    step = json.loads(summary_path.read_text()).get("checkpoint_step") if summary_path.is_file() else None
+    step = checkpoint.returned_step(workdir)
     state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state, step))
     return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
             for split in splits}

@@ -10,7 +10,6 @@ place for (the old classifier) are returned by name, never dropped silently.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Any
 
@@ -60,8 +59,7 @@ def _run_backbone(workdir: pathlib.Path) -> Backbone:
     if "num_outputs" not in model_fields(model_constructor(config.model.name)):
         raise ValueError(f"model {config.model.name!r} has no num_outputs to remove its output layer with")
     module = create_model(config.model.name, **{**kwargs, "num_outputs": None})
-    summary = workdir / "summary.json"
-    step = json.loads(summary.read_text()).get("checkpoint_step") if summary.is_file() else None
+    step = checkpoint.returned_step(workdir)
     with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
         variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats")
                                                                if k in tree and tree[k]}, step)
