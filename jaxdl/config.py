@@ -166,6 +166,19 @@ def config_to_json(config: ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 
 
+def as_tuples(value: Any) -> Any:
+    """``value`` with every list (at any depth) turned into a tuple: JSON and ``ConfigDict`` give lists where
+    Linen fields and mesh shapes need hashable tuples."""
+    if isinstance(value, (list, tuple)):
+        return tuple(as_tuples(v) for v in value)
+    return value
+
+
+def model_arguments(config: ConfigDict) -> dict[str, Any]:
+    """The keyword arguments ``config.model`` gives its constructor (every field but ``name``, lists as tuples)."""
+    return {k: as_tuples(v) for k, v in config.model.to_dict().items() if k != "name"}
+
+
 def config_from_json(text: str) -> ConfigDict:
     """Rebuild a config written by `config_to_json`, validated against the schema."""
     data = json.loads(text)

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxdl import checkpoint
 from jaxdl.checkpoint import CheckpointPolicy
-from jaxdl.config import config_from_json, config_to_json, validate_config
+from jaxdl.config import as_tuples, config_from_json, config_to_json, model_arguments, validate_config
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_train_batches
@@ -51,12 +51,6 @@ from jaxdl.train.tensorboard import TensorBoardLogger
 from jaxdl.transfer.backbone import load_backbone, restore_backbone
 from jaxdl.transfer.features import extract_features
 from jaxdl.transfer.freeze import check_mode, parameter_labels, transfer_optimizer
-
-
-def _tuples(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_tuples(v) for v in value)
-    return value
 
 
 @dataclasses.dataclass
@@ -106,7 +100,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     ``tunable``, an optimizer whose continuous hyperparameters live in its state: see `make_optimizer`)."""
     validate_config(config)
     data = data if data is not None else load_dataset(config.data)
-    model_kwargs = {k: _tuples(v) for k, v in config.model.to_dict().items() if k != "name"}
+    model_kwargs = model_arguments(config)
     accepted = model_fields(model_constructor(config.model.name))
     defaults = dict(data.model_defaults)
     if config.loss.name != "mse":
@@ -132,7 +126,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     _check_token_data(data, getattr(model, "vocab_size", getattr(getattr(model, "backbone", None), "vocab_size", None)))
     loss_fn = make_loss(config.loss)
     metrics_fn = make_metrics(config.loss, data.num_classes)
-    parallel = make_parallel(train.strategy, _tuples(train.mesh_shape), _tuples(train.sharding_rules), state.params)
+    parallel = make_parallel(train.strategy, as_tuples(train.mesh_shape), as_tuples(train.sharding_rules), state.params)
     parallel.check_batch_size(config.data.batch_size, "data.batch_size")
     configure_compilation_cache(train.compilation_cache_dir)
     step_model = parallel.prepare_model(model)
@@ -167,13 +161,16 @@ def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, mode
                                                   sample, train=False))
     labels = parameter_labels(reference["params"], mode, transfer.freeze_blocks)
 
+    schedules: dict[float, Any] = {}  # the head's (at the configured rate) is the one logged
+
     def make_tx(learning_rate: float) -> Any:
         optimizer = ml_collections.ConfigDict(config.optimizer.to_dict())
         optimizer.learning_rate = learning_rate
-        return make_optimizer(optimizer, max(steps_per_epoch, 1), config.train.num_epochs)[0]
+        group_tx, schedules[learning_rate] = make_optimizer(optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+        return group_tx
 
     tx = transfer_optimizer(make_tx, config.optimizer.learning_rate, transfer.backbone_lr_scale, labels)
-    schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)[1]
+    schedule = schedules[config.optimizer.learning_rate]
     state = create_train_state(model, tx, sample, config.seed, config.train.precision)
     dropped: list[str] = []
     if mode != "scratch":

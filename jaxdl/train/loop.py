@@ -184,6 +184,9 @@ def fit(
     ``parallel`` (from `make_parallel`, and the one that compiled the steps) places the state and the
     batches on the devices; the returned state is the single logical copy. In a multi-host run every process
     calls `fit`; only process 0 writes logs, curves and summaries, and all take part in the checkpoint.
+    The compiled step donates its input state (no second copy of the parameters and optimizer state lives
+    on the device), so ``state`` is consumed: to train the same initial state twice, pass
+    ``jax.tree.map(jnp.copy, state)``.
     """
     start_time = time.perf_counter()
     workdir = pathlib.Path(workdir) if workdir is not None else None

@@ -47,7 +47,7 @@ def _zoo_backbone(name: str, cache: str | None, frozen_blocks: int) -> Backbone:
 
 def _run_backbone(workdir: pathlib.Path) -> Backbone:
     """The model a jaxdl run trained (its returned checkpoint), with ``num_outputs=None``."""
-    from jaxdl.config import config_from_json
+    from jaxdl.config import config_from_json, model_arguments
     from jaxdl.models.registry import create_model, model_constructor, model_fields
 
     if not (workdir / "config.json").is_file():
@@ -55,7 +55,7 @@ def _run_backbone(workdir: pathlib.Path) -> Backbone:
                                 "`jaxdl train` run; train that first (for digits_transfer: `jaxdl train experiments/digits_pretrain.py "
                                 "--workdir runs/digits_pretrain`)")
     config = config_from_json((workdir / "config.json").read_text())
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.to_dict().items() if k != "name"}
+    kwargs = model_arguments(config)
     if "num_outputs" not in model_fields(model_constructor(config.model.name)):
         raise ValueError(f"model {config.model.name!r} has no num_outputs to remove its output layer with")
     module = create_model(config.model.name, **{**kwargs, "num_outputs": None})
