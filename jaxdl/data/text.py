@@ -72,6 +72,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist")
     tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()  # a saved pretrained tokenizer may pad or cut on its own: `encode_texts` does both
+    tokenizer.no_truncation()
     if tokenizer.token_to_id("[PAD]") != PAD_ID:
         raise ValueError(f"tokenizer {str(path)!r} does not have [PAD] at id {PAD_ID}; padding would be read as a token")
     return tokenizer
@@ -110,6 +112,9 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, tr
     """
     if max_length < 1 + 2 * special_tokens:
         raise ValueError(f"max_length must be >= {1 + 2 * special_tokens}, got {max_length}")
+    if tokenizer.truncation is not None:  # it would cut every text to its own length before `truncation` applies
+        raise ValueError(f"the tokenizer truncates on its own ({tokenizer.truncation}); call tokenizer.no_truncation() "
+                         "and let max_length/truncation decide what is kept")
     ids = np.zeros((len(texts), max_length), np.int32)
     lengths = np.zeros((len(texts),), np.int32)
     unk = tokenizer.token_to_id("[UNK]")

@@ -86,9 +86,11 @@ def convert(weights: dict[str, np.ndarray], reference_params: Any, num_heads: in
 
 
 def load_tokenizer():
-    """MiniLM's WordPiece tokenizer (`tokenizers.Tokenizer`) with its fixed 128-token padding switched off."""
+    """MiniLM's WordPiece tokenizer (`tokenizers.Tokenizer`) with its fixed 128-token padding and truncation
+    switched off: `jaxdl.data.text.encode_texts` pads and truncates (``head_tail`` keeps a review's end)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(package_dir() / "tokenizer.json"))
     tokenizer.no_padding()
+    tokenizer.no_truncation()
     return tokenizer

