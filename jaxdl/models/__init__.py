@@ -22,6 +22,19 @@ from jaxdl.models.registry import (
     model_fields,
     register_model,
 )
+from jaxdl.models.resnet import (
+    ResNet,
+    ResNet18,
+    ResNet20,
+    ResNet32,
+    ResNet34,
+    ResNet44,
+    ResNet50,
+    ResNet56,
+    ResNet101,
+    ResNet110,
+    ResNet152,
+)
 from jaxdl.models.rnn import Forecaster, SequenceClassifier, SequenceTagger
 from jaxdl.models.seq2seq import Seq2SeqTransformer
 from jaxdl.models.transfer import TransferClassifier
@@ -37,6 +50,10 @@ register_model("vgg13", VGG13)
 register_model("vgg16", VGG16)
 register_model("vgg19", VGG19)
 register_model("vgg_small", VGGSmall)
+register_model("resnet", ResNet)
+for _depth, _constructor in ((18, ResNet18), (20, ResNet20), (32, ResNet32), (34, ResNet34), (44, ResNet44), (50, ResNet50),
+                             (56, ResNet56), (101, ResNet101), (110, ResNet110), (152, ResNet152)):
+    register_model(f"resnet{_depth}", _constructor)
 register_model("rnn_classifier", SequenceClassifier)
 register_model("rnn_tagger", SequenceTagger)
 register_model("rnn_forecaster", Forecaster)
@@ -48,6 +65,7 @@ register_model("transfer", TransferClassifier)
 register_model("mobilenet", MobileNet)
 
 __all__ = [
-    "MLP", "MobileNet", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "MLP", "MobileNet", "ResNet", "ResNet18", "ResNet20", "ResNet32", "ResNet34", "ResNet44", "ResNet50", "ResNet56",
+    "ResNet101", "ResNet110", "ResNet152", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]
