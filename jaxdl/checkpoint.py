@@ -2,7 +2,7 @@
 
 Every checkpoint is one step directory with two items: ``state`` (the `TrainState` pytree, written by
 Orbax's ``StandardCheckpointHandler``, sharded arrays included) and ``loop`` (JSON: where the loop stood,
-early-stopping state, history, and a CRC32 of every array). Orbax writes a step into a temporary directory
+early-stopping state, history, and a fingerprint of every array). Orbax writes a step into a temporary directory
 and renames it when complete, so a save killed half-way leaves no step behind; the checksums catch what
 the rename cannot (a file truncated or overwritten afterwards), and `Checkpointer.restore` then falls back
 to the newest checkpoint that verifies, with a warning. Saves are asynchronous: `Checkpointer.save`
@@ -20,6 +20,7 @@ import zlib
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -90,8 +91,44 @@ class _Pinned(policies.PreservationPolicy):
         return [info.step in self.steps for info in checkpoints]
 
 
+def _words(x: jax.Array) -> jax.Array:
+    """``x``'s bits as a flat uint32 vector (narrower types widened, 64-bit ones split in two words)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    bits = x.dtype.itemsize * 8
+    x = jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{bits}"))
+    if bits == 64:
+        x = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    return x.astype(jnp.uint32).reshape(-1)
+
+
+@jax.jit
+def _fingerprints(leaves: list[jax.Array]) -> jax.Array:
+    # Two sums mod 2**32 of every word times an odd weight of its position: a flipped bit or a changed word
+    # always changes the first, and integer sums are exact in any order, so the value does not depend on the
+    # device count or sharding a state is saved from or restored onto.
+    rows = []
+    for x in leaves:
+        w = _words(x)
+        i = jnp.arange(w.size, dtype=jnp.uint32)
+        mixed = (w ^ (w >> 16)) * jnp.uint32(0x45D9F3B)
+        rows.append(jnp.stack([jnp.sum(w * (2 * i + 1), dtype=jnp.uint32), jnp.sum(mixed ^ i, dtype=jnp.uint32)]))
+    return jnp.stack(rows) if rows else jnp.zeros((0, 2), jnp.uint32)
+
+
+def fingerprints(tree: Any) -> dict[str, int]:
+    """A 64-bit fingerprint of every array of ``tree``, computed where the arrays live (one compiled reduction,
+    no copy of the state to the host; sharded and multi-host arrays included)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    values = np.asarray(jax.device_get(_fingerprints([jnp.asarray(leaf) for _, leaf in flat])), np.uint64)
+    return {path_to_str(path): int(hi << np.uint64(32) | lo) for (path, _), (hi, lo) in zip(flat, values)}
+
+
 def checksums(tree: Any) -> dict[str, int]:
-    """CRC32 of every array of ``tree`` that this process can read whole (multi-host shards are skipped)."""
+    """CRC32 of every array of ``tree`` this process can read whole: how checkpoints written before
+    `fingerprints` are verified (each array is copied to the host)."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
@@ -188,7 +225,7 @@ class Checkpointer:
         ``loop`` position as checkpoint ``step``; ``metrics`` rank it for best-N. Returns before the files are
         written; raises `CheckpointSaveError` if an earlier save failed."""
         self.check()
-        loop = dict(loop or {}, checksums=checksums(state))
+        loop = dict(loop or {}, fingerprints=fingerprints(state))
         metrics = {k: float(v) for k, v in (metrics or {}).items() if np.ndim(v) == 0} or None
         try:
             self._manager.save(int(step), args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state),
@@ -248,10 +285,11 @@ class Checkpointer:
         restored = self._manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(abstract_state(target, shardings)), LOOP: ocp.args.JsonRestore()}))
         state, loop = restored[STATE], dict(restored[LOOP] or {})
-        expected = loop.pop("checksums", None)
+        legacy = "fingerprints" not in loop  # written by an earlier jaxdl: CRC32 of host copies
+        expected = loop.pop("checksums" if legacy else "fingerprints", None)
         if expected is None:
             raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} has no checksums: its loop item is damaged")
-        got = checksums(state)
+        got = checksums(state) if legacy else fingerprints(state)
         bad = sorted(p for p in got if p in expected and got[p] != expected[p])
         if bad:
             raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} fails its checksum at {bad[:5]}")

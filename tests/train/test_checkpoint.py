@@ -98,16 +98,33 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one_with_a_warni
     _assert_trees_equal(restored, _tree(2))
 
 
-def test_a_silently_changed_array_fails_its_checksum(tmp_path):
+@pytest.mark.parametrize("kind", ["fingerprints", "checksums"])  # today's, and the CRC32 of older checkpoints
+def test_a_silently_changed_array_fails_its_checksum(tmp_path, kind):
     # An array rewritten with valid encoding but other values: only the checksum can tell.
     with Checkpointer(tmp_path, CheckpointPolicy(keep_latest=3, asynchronous=False)) as checkpointer:
         checkpointer.save(1, _tree(1))
-        loop = {"checksums": checkpoint.checksums(_tree(5))}  # checksums of other values
+        loop = {kind: getattr(checkpoint, kind)(_tree(5))}  # checksums of other values
         checkpointer._manager.save(2, args=checkpoint.ocp.args.Composite(
             state=checkpoint.ocp.args.StandardSave(_tree(2)), loop=checkpoint.ocp.args.JsonSave(loop)), force=True)
     with pytest.warns(UserWarning, match="fails its checksum"):
         restored = checkpoint.restore_checkpoint(tmp_path, _tree())
     _assert_trees_equal(restored, _tree(1))
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2 ** 16), dtype=st.sampled_from(["float32", "bfloat16", "int32", "uint8", "bool"]),
+       rows=st.integers(1, 3))
+def test_a_fingerprint_sees_any_flipped_bit_and_not_the_sharding(seed, dtype, rows):
+    rng = np.random.default_rng(seed)
+    x = np.asarray(jnp.asarray(rng.standard_normal((8 * rows, 3)) * 100).astype(dtype))
+    base = checkpoint.fingerprints({"x": x})
+    raw = x.view(np.uint8).ravel().copy()
+    byte = int(rng.integers(raw.size))
+    raw[byte] ^= 1 if dtype == "bool" else 1 << int(rng.integers(8))
+    assert checkpoint.fingerprints({"x": raw.view(x.dtype).reshape(x.shape)}) != base
+    mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
+    sharded = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    assert checkpoint.fingerprints({"x": sharded}) == base
 
 
 def test_partial_restore_reads_only_the_requested_subtree(tmp_path):

@@ -1,0 +1,39 @@
+"""The benchmark workloads are one architecture in three implementations, and the harness runs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks.run import fit_vs_step, measure
+from benchmarks.workloads import WORKLOADS, parameter_count, torch_batch
+
+
+def _params(build, workload):
+    x = jnp.asarray(workload.batch(0)["x"][:1])
+    keys = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}
+    return jax.eval_shape(lambda: build().init(keys, x, train=False))["params"]
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_jaxdl_flax_and_pytorch_build_the_same_network(name):
+    workload = WORKLOADS[name]
+    jaxdl_count = parameter_count(_params(workload.jaxdl_model, workload))
+    assert jaxdl_count == parameter_count(_params(workload.flax_model, workload))
+    torch = pytest.importorskip("torch")
+    torch_model = workload.torch_model()
+    # PyTorch's LSTM keeps two bias vectors per gate (input and hidden); Flax and jaxdl keep one.
+    extra = 4 * 256 if name == "lstm" else 0
+    assert parameter_count(torch_model) == jaxdl_count + extra
+    logits = torch_model(torch_batch(workload, 0)["x"][:2])
+    assert tuple(logits.shape) == (2, 10) and bool(torch.isfinite(logits).all())
+
+
+def test_the_harness_times_all_implementations_and_fit_against_the_bare_step():
+    row = measure(WORKLOADS["mlp"], steps=2, blocks=1, with_torch=False)
+    for name in ("jaxdl", "flax"):
+        assert row[name]["ms"] > 0 and np.isfinite(row[name]["gflops"]) and row[name]["first_step_s"] > 0
+    assert row["flops"] > 2 * 256 * 669_706  # at least one multiply-add per weight and example, forward alone
+    assert row["jaxdl_vs_flax"] == pytest.approx(row["flax"]["ms"] / row["jaxdl"]["ms"])
+    fit_row = fit_vs_step(WORKLOADS["mlp"], steps=4)
+    assert fit_row["fit_ms"] > 0 and fit_row["fit_vs_step"] == pytest.approx(fit_row["bare_ms"] / fit_row["fit_ms"])
