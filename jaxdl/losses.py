@@ -91,6 +91,34 @@ def sequence_cross_entropy(logits: jax.Array, labels: jax.Array, ignore_label: i
     return jnp.sum(token_loss * counted, axis=1) / jnp.maximum(jnp.sum(counted, axis=1), 1.0)
 
 
+def soft_dice_loss(probabilities: jax.Array, targets: jax.Array, epsilon: float = 1.0) -> jax.Array:
+    """Soft Dice loss between two class-probability maps ``[batch, ..., classes]``: ``1 - mean_c (2 sum p t + e)
+    / (sum p + sum t + e)``, sums over each example's pixels. Symmetric in its two arguments, 0 when they are
+    the same one-hot map; ``epsilon`` keeps a class absent from both at a perfect score. Returns ``[batch]``."""
+    if probabilities.shape != targets.shape or probabilities.ndim < 3:
+        raise ValueError(f"soft_dice_loss: expected two maps [batch, ..., classes] of one shape, got "
+                         f"{probabilities.shape} and {targets.shape}")
+    axes = tuple(range(1, probabilities.ndim - 1))
+    overlap = jnp.sum(probabilities * targets, axis=axes)
+    total = jnp.sum(probabilities, axis=axes) + jnp.sum(targets, axis=axes)
+    return 1.0 - jnp.mean((2.0 * overlap + epsilon) / (total + epsilon), axis=-1)
+
+
+def dice_loss(logits: jax.Array, labels: jax.Array, epsilon: float = 1.0) -> jax.Array:
+    """`soft_dice_loss` of ``softmax(logits)`` (``[batch, h, w, classes]``) against integer ``labels [batch, h, w]``:
+    a segmentation loss that weighs each class by its overlap, not its pixel count. Returns ``[batch]``."""
+    if labels.shape != logits.shape[:-1] or not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"dice_loss: labels must be integer classes of shape {logits.shape[:-1]}, got "
+                         f"{labels.dtype} {labels.shape}")
+    targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return soft_dice_loss(jax.nn.softmax(logits, axis=-1), targets, epsilon)
+
+
+def cross_entropy_dice(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-pixel softmax cross-entropy (mean over pixels) plus `dice_loss`: the usual U-Net objective. ``[batch]``."""
+    return softmax_cross_entropy(logits, labels) + dice_loss(logits, labels)
+
+
 def l1_penalty(params: PyTree, pattern: str | None = "kernel") -> jax.Array:
     """``sum |w|`` over the parameters whose path matches ``pattern`` (default: every ``kernel``, no biases)."""
     mask = match_mask(params, pattern)
@@ -110,6 +138,8 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "binary_cross_entropy": binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
     "sequence_cross_entropy": sequence_cross_entropy,
+    "dice": dice_loss,
+    "cross_entropy_dice": cross_entropy_dice,
 }
 
 

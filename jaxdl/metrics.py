@@ -179,7 +179,46 @@ class SequenceMetrics(_Sums):
         }
 
 
-Metrics = ClassificationMetrics | RegressionMetrics | SequenceMetrics
+@flax.struct.dataclass
+class SegmentationMetrics(_Sums):
+    """Sums for per-pixel classification: ``loss_sum``, ``count`` (images) and ``confusion[true, predicted]``
+    over every pixel (``[C, C]``)."""
+
+    loss_sum: jax.Array
+    count: jax.Array
+    confusion: jax.Array
+
+    @classmethod
+    def from_batch(cls, loss: jax.Array, predictions: jax.Array, labels: jax.Array, num_classes: int,
+                   mask: jax.Array | None = None) -> "SegmentationMetrics":
+        """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch, h, w]``."""
+        m = _as_mask(mask, loss.shape[0])
+        true = jax.nn.one_hot(labels.reshape(-1), num_classes, dtype=jnp.int32)
+        true = true * jnp.repeat(m, labels[0].size)[:, None]
+        pred = jax.nn.one_hot(predictions.reshape(-1), num_classes, dtype=jnp.int32)
+        return cls(**_loss_and_count(loss, m), confusion=true.T @ pred)
+
+    def iou(self) -> np.ndarray:
+        """Per-class intersection over union ``TP / (TP + FP + FN)`` (NaN for a class in neither map)."""
+        c = np.asarray(jax.device_get(self.confusion), np.float64)
+        tp = np.diag(c)
+        union = c.sum(axis=0) + c.sum(axis=1) - tp
+        return np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
+
+    def compute(self) -> dict[str, float]:
+        """Mean loss, pixel ``accuracy``, ``mean_iou`` (over the classes present) and ``iou_<class>``."""
+        host = jax.device_get(self)
+        c = np.asarray(host.confusion, np.float64)
+        iou = self.iou()
+        out = {"loss": float(host.loss_sum) / max(int(host.count), 1),
+               "accuracy": float(np.trace(c) / c.sum()) if c.sum() else 0.0,
+               "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0}
+        out.update({f"iou_{k}": float(v) for k, v in enumerate(iou) if np.isfinite(v)})
+        out["count"] = int(host.count)
+        return out
+
+
+Metrics = ClassificationMetrics | RegressionMetrics | SequenceMetrics | SegmentationMetrics
 
 
 def predicted_classes(logits: jax.Array) -> jax.Array:
@@ -215,5 +254,17 @@ def sequence_metrics(ignore_label: int = -1) -> MetricsFn:
 
     def metrics(logits: jax.Array, labels: jax.Array, loss: jax.Array, mask: jax.Array | None) -> SequenceMetrics:
         return SequenceMetrics.from_batch(loss, jnp.argmax(logits, axis=-1).astype(labels.dtype), labels, ignore_label, mask)
+
+    return metrics
+
+
+def segmentation_metrics(num_classes: int) -> MetricsFn:
+    """Return ``metrics(logits [batch, h, w, classes], labels [batch, h, w], loss, mask) -> SegmentationMetrics``."""
+    if num_classes < 2:
+        raise ValueError(f"segmentation needs num_classes >= 2, got {num_classes}")
+
+    def metrics(logits: jax.Array, labels: jax.Array, loss: jax.Array, mask: jax.Array | None) -> SegmentationMetrics:
+        return SegmentationMetrics.from_batch(loss, jnp.argmax(logits, axis=-1).astype(jnp.int32),
+                                              labels.astype(jnp.int32), num_classes, mask)
 
     return metrics
