@@ -39,6 +39,7 @@ from jaxdl.models.rnn import Forecaster, SequenceClassifier, SequenceTagger
 from jaxdl.models.seq2seq import Seq2SeqTransformer
 from jaxdl.models.transfer import TransferClassifier
 from jaxdl.models.transformer import TransformerClassifier
+from jaxdl.models.unet import UNet
 from jaxdl.models.vit import ViT
 
 register_model("mlp", MLP)
@@ -63,9 +64,10 @@ register_model("transformer_lm", TransformerLM)
 register_model("vit", ViT)
 register_model("transfer", TransferClassifier)
 register_model("mobilenet", MobileNet)
+register_model("unet", UNet)
 
 __all__ = [
     "MLP", "MobileNet", "ResNet", "ResNet18", "ResNet20", "ResNet32", "ResNet34", "ResNet44", "ResNet50", "ResNet56",
-    "ResNet101", "ResNet110", "ResNet152", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "ResNet101", "ResNet110", "ResNet152", "UNet", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]
