@@ -17,6 +17,7 @@ import numpy as np
 from jaxdl.data.base import DatasetSplits, MissingDataError, option, package_file
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.reviews import load_movie_reviews
+from jaxdl.data.shapes import load_shapes
 from jaxdl.data.split import split_indices, stratified_subsample
 from jaxdl.data.synthetic import load_reverse
 from jaxdl.data.timeseries import load_gunpoint, load_sunspots
@@ -150,6 +151,7 @@ DATASETS: dict[str, Callable[[Any], DatasetSplits]] = {
     "sunspots": load_sunspots,
     "gunpoint": load_gunpoint,
     "reverse": load_reverse,
+    "shapes": load_shapes,
 }
 
 

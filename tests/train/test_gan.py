@@ -1,0 +1,84 @@
+"""GAN steps: each half's update leaves the other half bitwise alone, and `fit` trains a GAN unchanged."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxdl.data.pipeline import ArrayDataset
+from jaxdl.models.gan import GAN
+from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.gan import (
+    create_gan_state,
+    discriminator_update,
+    generator_update,
+    make_gan_eval_step,
+    make_gan_train_step,
+    sample_grid,
+)
+from jaxdl.train.loop import fit
+from jaxdl.train.parallel import make_parallel
+
+MODEL = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4)
+TX_G, TX_D = optax.adam(1e-2), optax.adam(1e-2)
+
+
+def _equal(a, b) -> bool:
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+
+
+@functools.cache
+def _initial_state():
+    return create_gan_state(MODEL, TX_G, TX_D, jnp.zeros((2, 8, 8, 1)), 0)
+
+
+def _state():
+    return jax.tree.map(jnp.copy, _initial_state())  # the compiled steps donate their input
+
+
+_d_update = jax.jit(lambda s, real, key: discriminator_update(MODEL, TX_D, s, real, jnp.ones(real.shape[0], bool), key))
+_g_update = jax.jit(lambda s, key: generator_update(MODEL, TX_G, s, 3, key))
+
+
+@settings(max_examples=4)  # every example reuses the two compiled updates
+@given(seed=st.integers(0, 2 ** 16))
+def test_each_update_leaves_the_other_half_bitwise_unchanged(seed):
+    state = _state()
+    real = jax.random.uniform(jax.random.PRNGKey(seed), (3, 8, 8, 1))
+    after_d, _ = _d_update(state, real, jax.random.PRNGKey(seed + 1))
+    assert _equal(after_d.params["generator"], state.params["generator"])
+    assert _equal(after_d.opt_state["generator"], state.opt_state["generator"]) and _equal(after_d.batch_stats, state.batch_stats)
+    assert not _equal(after_d.params["discriminator"], state.params["discriminator"])
+    after_g, _ = _g_update(after_d, jax.random.PRNGKey(seed + 2))
+    assert _equal(after_g.params["discriminator"], after_d.params["discriminator"])
+    assert _equal(after_g.opt_state["discriminator"], after_d.opt_state["discriminator"])
+    assert not _equal(after_g.params["generator"], after_d.params["generator"])
+
+
+def test_fit_trains_a_gan_like_any_model_and_the_run_is_reproducible(tmp_path):
+    rng = np.random.default_rng(0)
+    images = np.clip(rng.normal(0.7, 0.1, (64, 8, 8, 1)), 0, 1).astype(np.float32)
+    data = ArrayDataset(images, np.zeros(64, np.int32))
+    parallel = make_parallel("jit")
+    train_step = parallel.compile_train_step(make_gan_train_step(MODEL, TX_G, TX_D))
+    eval_step = parallel.compile_eval_step(make_gan_eval_step(MODEL))
+    results = [fit(_state(), train_step=train_step, eval_step=eval_step, train_data=data, batch_size=16, num_epochs=2,
+                   validation_data=data, workdir=tmp_path / str(i), progress=False,
+                   early_stopping=EarlyStopping(monitor="val_loss", patience=None, restore_best=False)) for i in range(2)]
+    history = results[0].history
+    assert len(history) == 2 and all(np.isfinite(row["val_d_loss"]) and np.isfinite(row["train_g_loss"]) for row in history)
+    assert _equal(results[0].state.params, results[1].state.params)
+    samples = sample_grid(MODEL, results[0].state, 2, 3)
+    assert samples.shape == (6, 8, 8, 1) and samples.min() >= 0 and samples.max() <= 1
+
+
+def test_images_the_generator_cannot_make_are_refused():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        GAN(image_shape=(10, 10, 1)).init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 1)))
+    with pytest.raises(ValueError, match="built for images"):
+        MODEL.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
