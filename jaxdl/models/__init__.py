@@ -12,6 +12,8 @@ from jaxdl.models.cnn import (
     LeNet5,
     VGGSmall,
 )
+from jaxdl.models.detect import GridDetector
+from jaxdl.models.gan import GAN
 from jaxdl.models.language_model import TransformerLM
 from jaxdl.models.mlp import MLP
 from jaxdl.models.mobilenet import MobileNet, efficientnet_lite0, mobilenet_v2
@@ -65,9 +67,11 @@ register_model("vit", ViT)
 register_model("transfer", TransferClassifier)
 register_model("mobilenet", MobileNet)
 register_model("unet", UNet)
+register_model("grid_detector", GridDetector)
+register_model("gan", GAN)
 
 __all__ = [
     "MLP", "MobileNet", "ResNet", "ResNet18", "ResNet20", "ResNet32", "ResNet34", "ResNet44", "ResNet50", "ResNet56",
-    "ResNet101", "ResNet110", "ResNet152", "UNet", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "ResNet101", "ResNet110", "ResNet152", "UNet", "GridDetector", "GAN", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]
