@@ -43,6 +43,10 @@ def default_config() -> ConfigDict:
         validation_size=ml_collections.FieldReference(None, field_type=int),
         test_size=ml_collections.FieldReference(None, field_type=int),
         text_augment=ml_collections.FieldReference(None, field_type=int),  # augmented copies of each training text
+        # Generated images (shapes, digit_canvases): side in pixels, objects per image, detector grid cells a side.
+        image_size=ml_collections.FieldReference(None, field_type=int),
+        max_objects=ml_collections.FieldReference(None, field_type=int),
+        grid=ml_collections.FieldReference(None, field_type=int),
     ))
     config.model = ConfigDict(dict(name="mlp"))
     config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, ignore_label=-1, l1=0.0, l2=0.0,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxdl.detection import detection_loss
 from jaxdl.tree_util import PyTree, match_mask
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -140,6 +141,7 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "sequence_cross_entropy": sequence_cross_entropy,
     "dice": dice_loss,
     "cross_entropy_dice": cross_entropy_dice,
+    "yolo": detection_loss,
 }
 
 

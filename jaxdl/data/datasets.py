@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, MissingDataError, option, package_file
+from jaxdl.data.detection import load_digit_canvases
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.reviews import load_movie_reviews
 from jaxdl.data.shapes import load_shapes
@@ -152,6 +153,7 @@ DATASETS: dict[str, Callable[[Any], DatasetSplits]] = {
     "gunpoint": load_gunpoint,
     "reverse": load_reverse,
     "shapes": load_shapes,
+    "digit_canvases": load_digit_canvases,
 }
 
 

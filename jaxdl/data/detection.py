@@ -9,7 +9,13 @@ Boxes are padded to ``max_digits`` per canvas: ``boxes [n, max_digits, 4]`` as `
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
+
+from jaxdl.data.base import DatasetSplits, option
+from jaxdl.data.pipeline import ArrayDataset
 
 INK = 0.2
 
@@ -69,3 +75,38 @@ def digit_canvases(digits: np.ndarray, labels: np.ndarray, count: int, size: int
             boxes[i, len(placed)], classes[i, len(placed)] = box, labels[k]
             placed.append(box)
     return canvases, boxes, classes
+
+
+@dataclasses.dataclass
+class DetectionDataset(ArrayDataset):
+    """Canvases ``x``, cell targets ``y [n, grid, grid, 6]`` (what the loss reads) and the exact boxes and
+    classes they encode (what mean average precision is computed against)."""
+
+    boxes: np.ndarray | None = None
+    classes: np.ndarray | None = None
+
+    def take(self, indices: np.ndarray) -> "DetectionDataset":
+        """The canvases at ``indices``, in that order, with their boxes."""
+        return dataclasses.replace(self, x=self.x[indices], y=self.y[indices], boxes=self.boxes[indices],
+                                   classes=self.classes[indices])
+
+
+def load_digit_canvases(config: Any) -> DatasetSplits:
+    """Canvases of MNIST digits for detection: ``train_limit`` (default 10,000) canvases from MNIST's training
+    digits, ``eval_limit`` (1,000) each from its validation and test digits (no digit image is shared between
+    splits); ``image_size`` (64), ``max_objects`` (3 digits at most) and ``grid`` (8 cells a side, the detector's output)."""
+    from jaxdl.data.datasets import read_mnist
+    from jaxdl.detection import encode_targets
+
+    seed = int(option(config, "seed", 0))
+    size, grid = int(option(config, "image_size", 64)), int(option(config, "grid", 8))
+    max_digits = int(option(config, "max_objects", 3))
+    counts = {"train": int(option(config, "train_limit", 10000))}
+    counts["validation"] = counts["test"] = int(option(config, "eval_limit", 1000))
+    parts = read_mnist()
+    splits = []
+    for k, name in enumerate(("train", "validation", "test")):
+        digits, labels = parts[name]
+        canvases, boxes, classes = digit_canvases(digits, labels, counts[name], size, max_digits, seed=seed * 3 + k)
+        splits.append(DetectionDataset(canvases, encode_targets(boxes, classes, size, grid), boxes=boxes, classes=classes))
+    return DatasetSplits(*splits, num_classes=10, class_names=tuple(str(i) for i in range(10)), name="digit_canvases")

@@ -71,9 +71,9 @@ def shapes_images(count: int, size: int = 64, max_shapes: int = 3, noise: float 
 
 def load_shapes(config: Any) -> DatasetSplits:
     """Train / validation / test shape images (``train_limit`` default 2,000; ``eval_limit`` default 500 each),
-    each split from its own seed derived from ``data.seed``; ``image_size`` (64) and ``max_shapes`` (3)."""
+    each split from its own seed derived from ``data.seed``; ``image_size`` (64) and ``max_objects`` (3 shapes at most)."""
     seed = int(option(config, "seed", 0))
-    size, max_shapes = int(option(config, "image_size", 64)), int(option(config, "max_shapes", 3))
+    size, max_shapes = int(option(config, "image_size", 64)), int(option(config, "max_objects", 3))
     counts = (int(option(config, "train_limit", 2000)), int(option(config, "eval_limit", 500)), int(option(config, "eval_limit", 500)))
     splits = [ArrayDataset(*shapes_images(n, size, max_shapes, seed=seed * 3 + k)) for k, n in enumerate(counts)]
     return DatasetSplits(splits[0], splits[1], splits[2], num_classes=len(CLASSES), class_names=CLASSES, name="shapes")

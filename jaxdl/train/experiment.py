@@ -24,12 +24,14 @@ from jaxdl.config import as_tuples, config_from_json, config_to_json, model_argu
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_train_batches
+from jaxdl.detection import detection_metrics
 from jaxdl.losses import make_loss, make_penalty
 from jaxdl.metrics import (
     MetricsFn,
     classification_metrics,
     predicted_classes,
     regression_metrics,
+    segmentation_metrics,
     sequence_metrics,
 )
 from jaxdl.models import DenseHead, create_model, model_constructor, model_fields
@@ -84,11 +86,19 @@ def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
                 check_token_ids(ids, vocab_size, f"{split} data x{f'[{key!r}]' if key else ''}")
 
 
+SEGMENTATION_LOSSES = ("dice", "cross_entropy_dice")
+
+
 def make_metrics(loss_config: ml_collections.ConfigDict, num_classes: int) -> MetricsFn:
-    """The metrics that fit the loss: regression for ``mse``, per-step for ``sequence_cross_entropy``,
-    classification (confusion matrix over ``num_classes``) otherwise."""
+    """The metrics that fit the loss: regression for ``mse``, per-step for ``sequence_cross_entropy``, per-pixel
+    (IoU) for the segmentation losses, detection for ``yolo``, classification (confusion matrix over
+    ``num_classes``) otherwise."""
     if loss_config.name == "mse":
         return regression_metrics()
+    if loss_config.name in SEGMENTATION_LOSSES:
+        return segmentation_metrics(num_classes)
+    if loss_config.name == "yolo":
+        return detection_metrics()
     if loss_config.name == "sequence_cross_entropy":
         return sequence_metrics(loss_config.ignore_label)
     return classification_metrics(num_classes)
