@@ -118,3 +118,52 @@ def plot_misclassified(images, true, predicted, class_names: Sequence[str], path
     if count == 0:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     return _save(fig, path, tight=False)
+
+
+def plot_segmentation(images, true_masks, predicted_masks, class_names: Sequence[str], path: str | pathlib.Path) -> pathlib.Path:
+    """Rows of image / true mask / predicted mask for each of ``images [n, h, w, c]`` (masks ``[n, h, w]``)."""
+    import numpy as np
+
+    path = pathlib.Path(path)
+    images = np.asarray(images)
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=0.92, wspace=0.05, hspace=0.08)
+    colours = len(class_names) - 1
+    for i in range(n):
+        shown = images[i, ..., 0] if images.shape[-1] == 1 else images[i]
+        axes[0, i].imshow(shown, cmap="gray", vmin=0, vmax=1)
+        axes[1, i].imshow(true_masks[i], cmap="tab10", vmin=0, vmax=9 if colours < 10 else colours, interpolation="nearest")
+        axes[2, i].imshow(predicted_masks[i], cmap="tab10", vmin=0, vmax=9 if colours < 10 else colours, interpolation="nearest")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for row, label in enumerate(("image", "true mask", "predicted")):
+        axes[row, 0].set_ylabel(label)
+    fig.suptitle("classes: " + ", ".join(f"{k} {name}" for k, name in enumerate(class_names)), fontsize=9)
+    return _save(fig, path, tight=False)
+
+
+def plot_detections(images, detections, truths, class_names: Sequence[str], path: str | pathlib.Path,
+                    columns: int = 6) -> pathlib.Path:
+    """A grid of ``images`` with predicted boxes (red, class and score) over the true ones (green dashed).
+    ``detections[i] = (boxes, scores, classes)``, ``truths[i] = (boxes, classes)``; boxes ``(x0, y0, x1, y1)``."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    path = pathlib.Path(path)
+    images = np.asarray(images)
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.3 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.04, hspace=0.04)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, (boxes, scores, classes), (true_boxes, true_classes) in zip(axes.ravel(), images, detections, truths):
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+        for (x0, y0, x1, y1), c in zip(true_boxes, true_classes):
+            if c >= 0:
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="lime", linestyle="--", lw=1))
+        for (x0, y0, x1, y1), s, c in zip(boxes, scores, classes):
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red", lw=1))
+            ax.text(x0, y0 - 1, f"{class_names[int(c)]} {s:.2f}", color="red", fontsize=7, va="bottom")
+    return _save(fig, path, tight=False)

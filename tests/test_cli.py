@@ -29,6 +29,8 @@ EXPERIMENTS = {
     # The pretrained backbones frozen, their features computed once (fine-tuning is tested on small models).
     "fashion_transfer": (["--config.model.input_size=32", "--config.transfer.mode=feature_extraction",
                           "--config.transfer.cache_features=True", "--config.data.augment=()"], 200),
+    "shapes_unet": (["--config.data.image_size=32", "--config.data.eval_batch_size=100", "--config.model.widths=(4, 8)"], 200),
+    "digits_detect": (["--config.data.eval_batch_size=100", "--config.model.widths=(4, 4, 8)", "--config.model.head_width=8"], 200),
     "reviews_minilm": (["--config.data.max_length=32", "--config.data.train_limit=64", "--config.data.eval_limit=32",
                         "--config.data.batch_size=32", "--config.transfer.mode=feature_extraction",
                         "--config.transfer.cache_features=True"], 32),
@@ -59,6 +61,14 @@ def test_experiment_trains_on_a_tiny_slice_and_evaluates(experiment, tmp_path, c
     assert summary["test"]["count"] == test_count and np.isfinite(summary["test"]["loss"])
     for name in ("metrics.jsonl", "learning_curves.png", "config.json"):
         assert (workdir / name).is_file()
+    # Dense tasks: their own score and picture (mean IoU is a test metric; mAP is computed after training).
+    for name, picture in (("shapes_unet", "segmentation.png"), ("digits_detect", "detections.png")):
+        if experiment == name:
+            assert (workdir / picture).is_file()
+    if experiment == "digits_detect":
+        assert 0.0 <= summary["test"]["map50"] <= 1.0
+    if experiment == "shapes_unet":
+        assert 0.0 <= summary["test"]["mean_iou"] <= 1.0
     if "train_eval" in summary:  # the training split evaluated in inference mode, beside the validation gap
         assert summary["train_eval"]["count"] == 256 and "accuracy" in summary["train_validation_gap"]
     report_path = workdir / "classification_report.json"

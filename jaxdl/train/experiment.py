@@ -38,6 +38,7 @@ from jaxdl.models import DenseHead, create_model, model_constructor, model_field
 from jaxdl.nn.embedding import check_token_ids
 from jaxdl.optim import make_optimizer
 from jaxdl.report import save_predictions, write_report
+from jaxdl.train.dense_outputs import detection_outputs, segmentation_outputs
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
@@ -287,6 +288,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         test_examples=len(exp.data.test),
     )
     if jax.process_index() == 0:
+        if config.loss.name in SEGMENTATION_LOSSES:
+            segmentation_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size)
+        elif config.loss.name == "yolo":
+            summary["test"].update(detection_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size))
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if _is_classification(config, exp.data):
             y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size)
