@@ -67,6 +67,8 @@ def default_config() -> ConfigDict:
         # Also evaluate the final model on the training split in inference mode (the honest train-validation gap).
         evaluate_train=False,
         tensorboard=False,  # also write TensorBoard event files to workdir/tensorboard (the tensorboard extra)
+        # GANs: the workdir of a classifier run that judges 1,000 samples after training ("" = no judge).
+        judge_workdir="",
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),

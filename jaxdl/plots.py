@@ -167,3 +167,23 @@ def plot_detections(images, detections, truths, class_names: Sequence[str], path
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color="red", lw=1))
             ax.text(x0, y0 - 1, f"{class_names[int(c)]} {s:.2f}", color="red", fontsize=7, va="bottom")
     return _save(fig, path, tight=False)
+
+
+def plot_image_grid(images, path: str | pathlib.Path, columns: int = 8, title: str | None = None) -> pathlib.Path:
+    """``images [n, h, w, c]`` in ``[0, 1]`` tiled into one picture, ``columns`` a row (one ``imshow``: fast)."""
+    import numpy as np
+
+    path = pathlib.Path(path)
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    rows = max(1, -(-n // columns))
+    sheet = np.ones((rows * (h + 2), columns * (w + 2), c), np.float32)
+    for k, image in enumerate(images):
+        r, col = divmod(k, columns)
+        sheet[r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = image
+    fig, ax = plt.subplots(figsize=(columns * 0.7 + 0.2, rows * 0.7 + (0.4 if title else 0.2)))
+    ax.imshow(sheet[..., 0] if c == 1 else sheet, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -43,7 +43,7 @@ TUNED = {"digits_kfold": ["--config.search.k=3"], "mnist_search": ["--config.sea
 # of each kind of input and restore path; the others stop after training to keep the suite under 15 minutes.
 EVALUATED = {"mnist_cnn", "reviews_lstm", "seq2seq_reverse", "sunspots_lstm", "fashion_transfer", "gunpoint_rnn"}
 # Experiments that transfer from another experiment's run: the pair is smoke-tested together below.
-CHAINED = {"digits_pretrain", "digits_transfer"}
+CHAINED = {"digits_pretrain", "digits_transfer", "mnist_gan"}
 
 
 def test_every_experiment_file_is_smoke_tested():
@@ -166,3 +166,21 @@ def test_train_resumes_a_workdir_and_pretrained_lists_the_zoo(tmp_path, capsys):
     assert all(name in listing for name in ("minilm-l6", "efficientnet-lite0", "mobilenet-v2"))
     assert main(["pretrained", "import", "resnet9000"]) == 2
     assert "known ones are" in capsys.readouterr().err
+
+
+def test_mnist_gan_draws_sample_sheets_and_is_judged_by_a_classifier_run(tmp_path, capsys):
+    judge, gan = tmp_path / "judge", tmp_path / "gan"
+    assert main(["train", str(ROOT / "experiments" / "mnist_cnn.py"), "--workdir", str(judge), *TINY,
+                 "--config.model.channels=(4, 8)", "--config.model.dense=(16,)"]) == 0
+    assert main(["train", str(ROOT / "experiments" / "mnist_gan.py"), "--workdir", str(gan), *TINY,
+                 "--config.model.width=8", "--config.model.latent_dim=8", f"--config.train.judge_workdir={judge}"]) == 0
+    summary = json.loads((gan / "summary.json").read_text())
+    assert np.isfinite(summary["test"]["d_loss"]) and np.isfinite(summary["test"]["g_loss"])
+    assert (gan / "samples" / "epoch_001.png").is_file() and (gan / "samples.png").is_file()
+    samples = summary["samples"]
+    assert samples["samples"] == 1000 and 0.0 <= samples["confident_fraction"] <= 1.0
+    assert len(samples["class_shares"]) == 10 and sum(samples["class_shares"]) == pytest.approx(1.0, abs=1e-3) or \
+        samples["confident_fraction"] == 0.0
+    assert main(["train", str(ROOT / "experiments" / "mnist_gan.py"), "--workdir", str(tmp_path / "x"), *TINY,
+                 "--config.model.name=mlp"]) == 2
+    assert "needs model.name='gan'" in capsys.readouterr().err

@@ -40,6 +40,8 @@ from jaxdl.optim import make_optimizer
 from jaxdl.report import save_predictions, write_report
 from jaxdl.train.dense_outputs import detection_outputs, segmentation_outputs
 from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.gan import create_gan_state, make_gan_eval_step, make_gan_train_step
+from jaxdl.train.gan_report import SampleSheets, judge_samples
 from jaxdl.train.loop import evaluate, fit
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
 from jaxdl.train.state import (
@@ -121,6 +123,8 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
             model_kwargs.setdefault(key, value)
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
     sample = map_inputs(lambda a: a[:1], data.train.x)
+    if config.loss.name == "gan":
+        return _gan_experiment(config, data, model_kwargs, sample, steps_per_epoch)
     train = config.train
     transfer = config.transfer
     notes: dict[str, Any] = {}
@@ -149,6 +153,27 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
                       parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx,
                       notes)
+
+
+def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
+                    steps_per_epoch: int) -> Experiment:
+    """A GAN (``loss.name="gan"``, ``model.name="gan"``): generator and discriminator, each with its own copy of
+    the configured optimizer, trained by `make_gan_train_step`; labels are not used."""
+    if config.model.name != "gan":
+        raise ValueError(f"loss.name='gan' trains a generator against a discriminator: it needs model.name='gan', "
+                         f"got {config.model.name!r}")
+    parallel = make_parallel(config.train.strategy, as_tuples(config.train.mesh_shape), as_tuples(config.train.sharding_rules))
+    if parallel.strategy != "jit" or config.train.precision != "float32" or config.train.accumulation_steps != 1:
+        raise ValueError("GAN training runs on one device in float32 without accumulation: set train.strategy='jit', "
+                         "train.precision='float32', train.accumulation_steps=1")
+    model_kwargs.setdefault("image_shape", tuple(int(d) for d in sample.shape[1:]))
+    model = create_model("gan", **model_kwargs)
+    tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+    state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed)
+    train_step, eval_step = make_gan_train_step(model, tx, tx), make_gan_eval_step(model)
+    configure_compilation_cache(config.train.compilation_cache_dir)
+    return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
+                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx)
 
 
 def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -252,6 +277,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     callbacks = []
     if config.train.tensorboard and jax.process_index() == 0:
         callbacks.append(TensorBoardLogger(workdir / "tensorboard"))
+    if config.loss.name == "gan" and jax.process_index() == 0:
+        callbacks.append(SampleSheets(exp.model, workdir))
     result = fit(
         exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
@@ -292,6 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             segmentation_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size)
         elif config.loss.name == "yolo":
             summary["test"].update(detection_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size))
+        elif config.loss.name == "gan" and config.train.judge_workdir:
+            summary["samples"] = judge_samples(exp.model, result.state, config.train.judge_workdir)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if _is_classification(config, exp.data):
             y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size)

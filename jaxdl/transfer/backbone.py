@@ -45,24 +45,37 @@ def _zoo_backbone(name: str, cache: str | None, frozen_blocks: int) -> Backbone:
     raise ValueError(f"pretrained {name!r} cannot serve as a backbone")  # pragma: no cover - every zoo entry is one
 
 
+def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, dict[str, Any]]:
+    """The model a finished ``jaxdl train`` run trained, rebuilt from its ``config.json`` (with ``overrides`` of
+    its hyperparameters), and the variables of its returned checkpoint (params and BatchNorm statistics)."""
+    from jaxdl.config import config_from_json, model_arguments
+    from jaxdl.models.registry import create_model
+
+    workdir = pathlib.Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise FileNotFoundError(f"{workdir} has no config.json: it must be the --workdir of a finished `jaxdl train` run")
+    config = config_from_json((workdir / "config.json").read_text())
+    module = create_model(config.model.name, **{**model_arguments(config), **overrides})
+    step = checkpoint.returned_step(workdir)
+    with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
+        variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats")
+                                                               if k in tree and tree[k]}, step)
+    return module, variables
+
+
 def _run_backbone(workdir: pathlib.Path) -> Backbone:
     """The model a jaxdl run trained (its returned checkpoint), with ``num_outputs=None``."""
-    from jaxdl.config import config_from_json, model_arguments
-    from jaxdl.models.registry import create_model, model_constructor, model_fields
+    from jaxdl.config import config_from_json
+    from jaxdl.models.registry import model_constructor, model_fields
 
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: transfer.workdir must be the --workdir of a finished "
                                 "`jaxdl train` run; train that first (for digits_transfer: `jaxdl train experiments/digits_pretrain.py "
                                 "--workdir runs/digits_pretrain`)")
-    config = config_from_json((workdir / "config.json").read_text())
-    kwargs = model_arguments(config)
-    if "num_outputs" not in model_fields(model_constructor(config.model.name)):
-        raise ValueError(f"model {config.model.name!r} has no num_outputs to remove its output layer with")
-    module = create_model(config.model.name, **{**kwargs, "num_outputs": None})
-    step = checkpoint.returned_step(workdir)
-    with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
-        variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats")
-                                                               if k in tree and tree[k]}, step)
+    name = config_from_json((workdir / "config.json").read_text()).model.name
+    if "num_outputs" not in model_fields(model_constructor(name)):
+        raise ValueError(f"model {name!r} has no num_outputs to remove its output layer with")
+    module, variables = load_run_model(workdir, num_outputs=None)
     return Backbone(module, variables, "image", str(workdir))
 
 
