@@ -52,7 +52,8 @@ class CheckpointPolicy:
 
     ``every_epochs`` (0: never at epoch ends) and ``every_steps`` (0: never mid-epoch) say when;
     ``keep_latest`` newest and ``keep_best`` best by ``best_metric`` (an epoch-row name such as
-    ``"val_accuracy"``; ``mode`` "min", "max" or "auto": min for losses and errors) are kept, plus whatever
+    ``"val_accuracy"``, or ``"auto"``: accuracy when logged, else loss; ``mode`` "min", "max" or "auto": min
+    for losses and errors) are kept, plus whatever
     a caller pins (the early-stopping best). ``asynchronous`` writes in a background thread.
     """
 
@@ -78,6 +79,8 @@ class CheckpointPolicy:
         """Whether smaller ``best_metric`` values are better."""
         if self.mode != "auto":
             return self.mode == "min"
+        if self.best_metric == "auto":
+            return False  # `Checkpointer._metric` turns a fallback loss into a score
         return any(word in (self.best_metric or "") for word in ("loss", "mae", "rmse", "error"))
 
 
@@ -199,6 +202,9 @@ class Checkpointer:
             item_handlers={STATE: ocp.StandardCheckpointHandler(), LOOP: ocp.JsonCheckpointHandler()})
 
     def _metric(self, metrics: dict[str, float]) -> float:
+        if self.policy.best_metric == "auto":  # accuracy when logged, else loss negated: higher is better either way
+            value = metrics.get("val_accuracy", -metrics["val_loss"] if "val_loss" in metrics else None)
+            return float(value) if value is not None and np.isfinite(value) else -np.inf
         value = metrics.get(self.policy.best_metric)
         # A checkpoint without the metric (or with NaN) ranks last whichever way "best" points.
         if value is None or not np.isfinite(value):

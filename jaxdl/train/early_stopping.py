@@ -5,10 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 
+AUTO = "auto"  # a monitor chosen from the first logs: see `auto_monitor`
+
+
+def auto_monitor(logs: dict[str, float]) -> str:
+    """``"val_accuracy"`` when the logs have it (classifiers, segmenters), else ``"val_loss"`` (regression,
+    detection, GANs): what `fit` tracks when it is given no early stopping."""
+    return "val_accuracy" if "val_accuracy" in logs else "val_loss"
+
 
 @dataclasses.dataclass
 class EarlyStopping:
-    """Track ``monitor`` (e.g. ``"val_accuracy"``, ``"val_loss"``) once per epoch.
+    """Track ``monitor`` (e.g. ``"val_accuracy"``, ``"val_loss"``, or ``"auto"``: see `auto_monitor`) once per epoch.
 
     ``mode`` is ``"max"``, ``"min"`` or ``"auto"`` (min for names containing ``loss``, max otherwise); an epoch
     improves when it beats the best by more than ``min_delta``; training stops after ``patience`` epochs
@@ -25,6 +33,8 @@ class EarlyStopping:
     bad_epochs: int = 0
 
     def __post_init__(self) -> None:
+        if self.monitor == AUTO:
+            return  # resolved by the first `update`
         if self.mode == "auto":
             # Errors are minimised (loss, mae, rmse); rates such as accuracy or exact_match are maximised.
             self.mode = "min" if any(word in self.monitor for word in ("loss", "mae", "rmse", "error")) else "max"
@@ -35,6 +45,9 @@ class EarlyStopping:
 
     def update(self, epoch: int, logs: dict[str, float]) -> bool:
         """Record ``logs`` of ``epoch``; return True when this epoch is the new best."""
+        if self.monitor == AUTO:
+            self.monitor, self.mode = auto_monitor(logs), "auto"
+            self.__post_init__()
         if self.monitor not in logs:
             raise ValueError(f"early stopping monitors {self.monitor!r}, which is not logged; logged are {sorted(logs)}")
         value = float(logs[self.monitor])

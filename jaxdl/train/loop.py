@@ -29,7 +29,7 @@ from jaxdl.checkpoint import Checkpointer, CheckpointPolicy
 from jaxdl.data.pipeline import ArrayDataset, num_train_batches
 from jaxdl.data.prefetch import prefetch
 from jaxdl.metrics import Metrics
-from jaxdl.train.early_stopping import EarlyStopping
+from jaxdl.train.early_stopping import AUTO, EarlyStopping
 from jaxdl.train.parallel import Parallel
 from jaxdl.train.state import InputSpec, TrainState, check_inputs
 
@@ -131,6 +131,9 @@ def _resume(checkpointer: Checkpointer, state: TrainState, parallel: Parallel, s
                              f"{loop.get(name)}, this run has {name}={value}; use another workdir or the same {name}")
     if early_stopping is not None and loop.get("early_stopping"):
         saved = loop["early_stopping"]
+        if early_stopping.monitor == AUTO:  # the implicit tracker takes the monitor its first run chose
+            early_stopping.monitor, early_stopping.mode = saved["monitor"], "auto"
+            early_stopping.__post_init__()
         if saved["monitor"] != early_stopping.monitor:
             raise ValueError(f"cannot resume: the run monitored {saved['monitor']!r} for early stopping, this run "
                              f"monitors {early_stopping.monitor!r}")
@@ -204,7 +207,7 @@ def fit(
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(train_data)} training examples")
     if early_stopping is None and validation_data is not None:
-        early_stopping = EarlyStopping(patience=None, restore_best=False)
+        early_stopping = EarlyStopping(monitor=AUTO, patience=None, restore_best=False)
     checkpointer = None
     if workdir is not None:
         if checkpoint_policy is None:

@@ -92,3 +92,15 @@ def test_the_loop_never_queues_more_than_the_bound_of_steps(monkeypatch):
     fit(state, train_step=compile_train_step(step), eval_step=jax.jit(eval_step), train_data=blobs(32 * steps),
         batch_size=32, num_epochs=1, log_every=10_000, progress=False)
     assert len(waited) == steps - MAX_STEPS_IN_FLIGHT
+
+
+@pytest.mark.parametrize("logged, expected", [({"val_accuracy": 0.5, "val_loss": 1.0}, "val_accuracy"),
+                                               ({"val_loss": 1.0, "val_rmse": 2.0}, "val_loss")])
+def test_the_auto_monitor_follows_accuracy_when_logged_else_the_loss(logged, expected):
+    tracker = EarlyStopping(monitor="auto", patience=None)
+    assert tracker.update(1, logged) and tracker.monitor == expected
+    worse = {k: (v * 0.5 if k == "val_accuracy" else v * 2) for k, v in logged.items()}
+    assert not tracker.update(2, worse) and tracker.best_epoch == 1  # lower accuracy / higher loss is worse
+    policy = checkpoint.CheckpointPolicy(best_metric="auto")
+    ranked = checkpoint.Checkpointer._metric(type("C", (), {"policy": policy})(), logged)
+    assert ranked > checkpoint.Checkpointer._metric(type("C", (), {"policy": policy})(), worse)
