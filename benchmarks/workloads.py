@@ -123,7 +123,7 @@ class FlaxTransformer(nn.Module):
     def __call__(self, tokens, train: bool = True):
         drop = lambda: nn.Dropout(self.dropout, deterministic=not train)  # noqa: E731
         x = nn.Embed(self.vocab, self.d_model)(tokens) * math.sqrt(self.d_model)
-        x = drop()(x + sinusoidal_positions(tokens.shape[1], self.d_model))
+        x = drop()(x + sinusoidal_positions(tokens.shape[1], self.d_model)[None])
         for _ in range(self.layers):
             h = nn.LayerNorm()(x)
             x = x + drop()(nn.MultiHeadDotProductAttention(self.heads, deterministic=True)(h, h))

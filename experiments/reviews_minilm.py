@@ -7,7 +7,7 @@ at half the head's learning rate. Reviews keep 128 tokens (the first 31 and the 
 [SEP]): one epoch over the 26,746 training reviews is then about an hour on 2 CPU cores, where 256 tokens
 would take two (see the README).
 The limited-label variant, against the LSTM on the same 2,000 reviews:
-  jaxdl train experiments/reviews_minilm.py --workdir runs/reviews_minilm_2k --config.data.train_limit=2000 --config.train.num_epochs=4
+  jaxdl train experiments/reviews_minilm.py --workdir runs/reviews_minilm_2k --config.data.train_limit=2000 --config.train.num_epochs=2
   jaxdl train experiments/reviews_lstm.py --workdir runs/reviews_lstm_2k --config.data.train_limit=2000
 """
 
