@@ -11,6 +11,7 @@ from jaxdl.data.datasets import FASHION_MNIST_DIR
 
 ROOT = pathlib.Path(__file__).parents[1]
 TINY = ["--config.data.train_limit=256", "--config.data.eval_limit=200", "--config.data.batch_size=64",
+        "--config.data.eval_batch_size=128",
         "--config.train.num_epochs=1", "--config.train.progress=False", "--config.train.strategy=jit"]
 
 
@@ -29,7 +30,7 @@ EXPERIMENTS = {
     # The pretrained backbones frozen, their features computed once (fine-tuning is tested on small models).
     "fashion_transfer": (["--config.model.input_size=32", "--config.transfer.mode=feature_extraction",
                           "--config.transfer.cache_features=True", "--config.data.augment=()"], 200),
-    "shapes_unet": (["--config.data.image_size=32", "--config.data.eval_batch_size=100", "--config.model.widths=(4, 8)"], 200),
+    "shapes_unet": (["--config.data.image_size=32", "--config.model.widths=(4, 8)"], 200),
     "digits_detect": (["--config.data.eval_batch_size=100", "--config.model.widths=(4, 4, 8)", "--config.model.head_width=8"], 200),
     "reviews_minilm": (["--config.data.max_length=32", "--config.data.train_limit=64", "--config.data.eval_limit=32",
                         "--config.data.batch_size=32", "--config.transfer.mode=feature_extraction",
@@ -170,8 +171,8 @@ def test_train_resumes_a_workdir_and_pretrained_lists_the_zoo(tmp_path, capsys):
 
 def test_mnist_gan_draws_sample_sheets_and_is_judged_by_a_classifier_run(tmp_path, capsys):
     judge, gan = tmp_path / "judge", tmp_path / "gan"
-    assert main(["train", str(ROOT / "experiments" / "mnist_cnn.py"), "--workdir", str(judge), *TINY,
-                 "--config.model.channels=(4, 8)", "--config.model.dense=(16,)"]) == 0
+    assert main(["train", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(judge), *TINY,
+                 "--config.model.hidden_sizes=(16,)"]) == 0
     assert main(["train", str(ROOT / "experiments" / "mnist_gan.py"), "--workdir", str(gan), *TINY,
                  "--config.model.width=8", "--config.model.latent_dim=8", f"--config.train.judge_workdir={judge}"]) == 0
     summary = json.loads((gan / "summary.json").read_text())

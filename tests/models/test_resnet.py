@@ -50,7 +50,7 @@ def test_output_shape_for_random_sizes_and_depths(batch, size, stages, blocks, b
     assert pooled.shape == (batch, widths[-1] * (4 if block == "bottleneck" else 1))
 
 
-@settings(max_examples=6)  # each example compiles a new block; 6 cover the 8 shortcut cases' kinds
+@settings(max_examples=4)  # each example compiles a new block
 @given(seed=st.integers(0, 2 ** 16), strides=st.sampled_from([1, 2]), widen=st.booleans(),
        shortcut=st.sampled_from(["pad", "projection"]))
 def test_a_block_whose_last_batchnorm_scale_is_zero_is_relu_of_its_shortcut(seed, strides, widen, shortcut):

@@ -28,7 +28,7 @@ TX_G, TX_D = optax.adam(1e-2), optax.adam(1e-2)
 
 
 def _equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a, b)))
+    return all(jax.tree.leaves(jax.tree.map(np.array_equal, jax.device_get(a), jax.device_get(b))))
 
 
 @functools.cache
@@ -44,7 +44,7 @@ _d_update = jax.jit(lambda s, real, key: discriminator_update(MODEL, TX_D, s, re
 _g_update = jax.jit(lambda s, key: generator_update(MODEL, TX_G, s, 3, key))
 
 
-@settings(max_examples=4)  # every example reuses the two compiled updates
+@settings(max_examples=3)  # every example reuses the two compiled updates
 @given(seed=st.integers(0, 2 ** 16))
 def test_each_update_leaves_the_other_half_bitwise_unchanged(seed):
     state = _state()
