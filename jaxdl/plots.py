@@ -129,12 +129,12 @@ def plot_segmentation(images, true_masks, predicted_masks, class_names: Sequence
     n = len(images)
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=0.92, wspace=0.05, hspace=0.08)
-    colours = len(class_names) - 1
+    mask_style = dict(cmap="tab10", vmin=0, vmax=max(9, len(class_names) - 1), interpolation="nearest")
     for i in range(n):
         shown = images[i, ..., 0] if images.shape[-1] == 1 else images[i]
         axes[0, i].imshow(shown, cmap="gray", vmin=0, vmax=1)
-        axes[1, i].imshow(true_masks[i], cmap="tab10", vmin=0, vmax=9 if colours < 10 else colours, interpolation="nearest")
-        axes[2, i].imshow(predicted_masks[i], cmap="tab10", vmin=0, vmax=9 if colours < 10 else colours, interpolation="nearest")
+        axes[1, i].imshow(true_masks[i], **mask_style)
+        axes[2, i].imshow(predicted_masks[i], **mask_style)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

@@ -14,6 +14,7 @@ from jaxdl.data.base import DatasetSplits
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.detection import detect
 from jaxdl.plots import plot_detections, plot_segmentation
+from jaxdl.train.loop import predict_in_order
 from jaxdl.train.state import TrainState
 from jaxdl.train.step import make_predict_step
 
@@ -21,10 +22,7 @@ from jaxdl.train.step import make_predict_step
 def predict_all(model: Any, state: TrainState, data: ArrayDataset, batch_size: int) -> np.ndarray:
     """The model's outputs for every example of ``data``, in order, in inference mode."""
     predict = jax.jit(make_predict_step(model))
-    out = []
-    for batch in ArrayDataset(data.x, data.y).eval_batches(batch_size):
-        out.append(np.asarray(predict(state, batch["x"]))[batch["mask"]])
-    return np.concatenate(out)
+    return predict_in_order(lambda x: predict(state, x), data, batch_size)
 
 
 def segmentation_outputs(model: Any, state: TrainState, data: DatasetSplits, workdir: pathlib.Path,

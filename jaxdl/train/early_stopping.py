@@ -46,8 +46,7 @@ class EarlyStopping:
     def update(self, epoch: int, logs: dict[str, float]) -> bool:
         """Record ``logs`` of ``epoch``; return True when this epoch is the new best."""
         if self.monitor == AUTO:
-            self.monitor, self.mode = auto_monitor(logs), "auto"
-            self.__post_init__()
+            self.adopt(auto_monitor(logs))
         if self.monitor not in logs:
             raise ValueError(f"early stopping monitors {self.monitor!r}, which is not logged; logged are {sorted(logs)}")
         value = float(logs[self.monitor])
@@ -64,6 +63,11 @@ class EarlyStopping:
         else:
             self.bad_epochs += 1
         return improved
+
+    def adopt(self, monitor: str) -> None:
+        """Settle an ``"auto"`` tracker on ``monitor`` (its mode follows the name, as for ``mode="auto"``)."""
+        self.monitor, self.mode = monitor, "auto"
+        self.__post_init__()
 
     @property
     def should_stop(self) -> bool:

@@ -7,6 +7,7 @@ This is the one place where config meets library: data set, model, loss, metrics
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import platform
@@ -42,7 +43,7 @@ from jaxdl.train.dense_outputs import detection_outputs, segmentation_outputs
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.gan import create_gan_state, make_gan_eval_step, make_gan_train_step
 from jaxdl.train.gan_report import SampleSheets, judge_samples
-from jaxdl.train.loop import evaluate, fit
+from jaxdl.train.loop import evaluate, fit, predict_in_order
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
 from jaxdl.train.state import (
     InputSpec,
@@ -227,7 +228,9 @@ def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, mode
                              f"{tuple(config.data.augment)} cannot apply; set data.augment=() or turn caching off")
         start = time.perf_counter()
         variables = state.variables()
-        features = jax.jit(lambda x: model.apply(variables, x, method=lambda m, x: m.features(x, False)))
+        # The variables are an argument: closed over, 3.4M backbone weights would be baked into the program.
+        run_backbone = jax.jit(lambda v, x: model.apply(v, x, method=lambda m, x: m.features(x, False)))
+        features = functools.partial(run_backbone, variables)
         batch = config.data.eval_batch_size
 
         def cached(split: ArrayDataset) -> ArrayDataset:
@@ -335,13 +338,8 @@ def _is_classification(config: ml_collections.ConfigDict, data: DatasetSplits) -
 
 def predict_classes(model: Any, state: TrainState, data: ArrayDataset, batch_size: int) -> np.ndarray:
     """The predicted class of every example of ``data`` (in order), from ``state`` in inference mode."""
-    predict = jax.jit(make_predict_step(model))
-    out = []
-    # A plain dataset keeps the examples in order (a bucketed one would visit them shortest first).
-    for batch in ArrayDataset(data.x, data.y).eval_batches(batch_size):
-        classes = np.asarray(predicted_classes(predict(state, batch["x"])))
-        out.append(classes[batch["mask"]])
-    return np.concatenate(out)
+    predict = jax.jit(lambda s, x: predicted_classes(make_predict_step(model)(s, x)))  # state an argument, not a constant
+    return predict_in_order(lambda x: predict(state, x), data, batch_size)
 
 
 def _in_original_units(test: dict[str, float] | None, data: DatasetSplits) -> dict[str, Any]:

@@ -10,6 +10,7 @@ fixed) followed by a generator update against the updated discriminator with the
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -168,4 +169,9 @@ def sample_grid(model: GAN, state: TrainState, rows: int = 8, columns: int = 8, 
     """Images from a fixed latent grid (the same ``seed`` every epoch, so a run's sample sheets are
     comparable): ``[rows * columns, h, w, c]`` in ``[0, 1]``."""
     z = jax.random.normal(jax.random.PRNGKey(seed), (rows * columns, model.latent_dim))
-    return np.asarray(jax.jit(lambda s: _generate(model, s, s.params, z, train=False)[0])(state))
+    return np.asarray(_sample(model, state, z))
+
+
+@functools.partial(jax.jit, static_argnums=0)  # one compile per model and grid size, not one per epoch
+def _sample(model: GAN, state: TrainState, z: jax.Array) -> jax.Array:
+    return _generate(model, state, state.params, z, train=False)[0]

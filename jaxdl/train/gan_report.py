@@ -48,7 +48,7 @@ def judge_samples(model: GAN, state: TrainState, judge_workdir: str | pathlib.Pa
         raw["normalize"] = False
         train_x = load_dataset(raw).train.x
         images = (images - float(train_x.mean())) / (float(train_x.std()) or 1.0)
-    probabilities = np.asarray(jax.jit(lambda x: jax.nn.softmax(classifier.apply(variables, x), axis=-1))(images))
+    probabilities = np.asarray(jax.jit(lambda v, x: jax.nn.softmax(classifier.apply(v, x), axis=-1))(variables, images))
     confident = probabilities.max(axis=-1) >= confidence
     classes = probabilities.argmax(axis=-1)[confident]
     shares = np.bincount(classes, minlength=probabilities.shape[-1]) / max(len(classes), 1)

@@ -54,6 +54,16 @@ def _merge(a: Metrics | None, b: Metrics) -> Metrics:
 _merge_jit = jax.jit(_merge)
 
 
+def predict_in_order(predict: Callable[[Any], Any], data: ArrayDataset, batch_size: int, axis: int = 0) -> np.ndarray:
+    """``predict(x)`` (compiled, inference mode) over every example of ``data`` in its order, padding dropped:
+    the outputs concatenated along ``axis``, their example axis. A bucketed dataset is read as a plain one
+    (bucketed evaluation visits examples shortest first)."""
+    out = []
+    for batch in ArrayDataset(data.x, data.y).eval_batches(batch_size):
+        out.append(np.compress(batch["mask"], np.asarray(predict(batch["x"])), axis=axis))
+    return np.concatenate(out, axis=axis)
+
+
 def evaluate(state: TrainState, eval_step: Callable, data: ArrayDataset, batch_size: int,
              parallel: Parallel = JIT) -> dict[str, float]:
     """Metrics of ``state`` (placed by ``parallel``, which compiled ``eval_step``) on every example of
@@ -132,8 +142,7 @@ def _resume(checkpointer: Checkpointer, state: TrainState, parallel: Parallel, s
     if early_stopping is not None and loop.get("early_stopping"):
         saved = loop["early_stopping"]
         if early_stopping.monitor == AUTO:  # the implicit tracker takes the monitor its first run chose
-            early_stopping.monitor, early_stopping.mode = saved["monitor"], "auto"
-            early_stopping.__post_init__()
+            early_stopping.adopt(saved["monitor"])
         if saved["monitor"] != early_stopping.monitor:
             raise ValueError(f"cannot resume: the run monitored {saved['monitor']!r} for early stopping, this run "
                              f"monitors {early_stopping.monitor!r}")

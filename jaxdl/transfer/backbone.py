@@ -49,12 +49,15 @@ def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, 
     """The model a finished ``jaxdl train`` run trained, rebuilt from its ``config.json`` (with ``overrides`` of
     its hyperparameters), and the variables of its returned checkpoint (params and BatchNorm statistics)."""
     from jaxdl.config import config_from_json, model_arguments
-    from jaxdl.models.registry import create_model
+    from jaxdl.models.registry import create_model, model_constructor, model_fields
 
     workdir = pathlib.Path(workdir)
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: it must be the --workdir of a finished `jaxdl train` run")
     config = config_from_json((workdir / "config.json").read_text())
+    unknown = sorted(set(overrides) - set(model_fields(model_constructor(config.model.name))))
+    if unknown:
+        raise ValueError(f"the run's model {config.model.name!r} has no {unknown} to set")
     module = create_model(config.model.name, **{**model_arguments(config), **overrides})
     step = checkpoint.returned_step(workdir)
     with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
@@ -64,17 +67,11 @@ def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, 
 
 
 def _run_backbone(workdir: pathlib.Path) -> Backbone:
-    """The model a jaxdl run trained (its returned checkpoint), with ``num_outputs=None``."""
-    from jaxdl.config import config_from_json
-    from jaxdl.models.registry import model_constructor, model_fields
-
+    """The model a jaxdl run trained (its returned checkpoint), with ``num_outputs=None``: its output layer gone."""
     if not (workdir / "config.json").is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: transfer.workdir must be the --workdir of a finished "
                                 "`jaxdl train` run; train that first (for digits_transfer: `jaxdl train experiments/digits_pretrain.py "
                                 "--workdir runs/digits_pretrain`)")
-    name = config_from_json((workdir / "config.json").read_text()).model.name
-    if "num_outputs" not in model_fields(model_constructor(name)):
-        raise ValueError(f"model {name!r} has no num_outputs to remove its output layer with")
     module, variables = load_run_model(workdir, num_outputs=None)
     return Backbone(module, variables, "image", str(workdir))
 

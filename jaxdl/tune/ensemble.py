@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset
+from jaxdl.train.loop import predict_in_order
 from jaxdl.train.state import TrainState, create_train_state
 from jaxdl.tune.stacked import StackedResult, fit_stacked, stack
 
@@ -69,8 +70,5 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
 
 def _test_probabilities(model: Any, states: TrainState, test: ArrayDataset, batch_size: int):
     members = jax.jit(lambda s, x: member_probabilities(model, s, x))
-    per_member = []
-    for batch in ArrayDataset(test.x, test.y).eval_batches(batch_size):
-        per_member.append(np.asarray(members(states, batch["x"]))[:, batch["mask"]])
-    probs = np.concatenate(per_member, axis=1)
+    probs = predict_in_order(lambda x: members(states, x), test, batch_size, axis=1)
     return probs, probs.mean(axis=0)
