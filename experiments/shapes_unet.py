@@ -24,7 +24,7 @@ def get_config():
     config.optimizer.learning_rate = 3e-3
     config.optimizer.schedule = "warmup_cosine"
     config.optimizer.warmup_epochs = 0.5
-    config.train.num_epochs = 12
+    config.train.num_epochs = 6
     config.train.early_stopping.monitor = "val_mean_iou"
     config.train.early_stopping.restore_best = True
     return config

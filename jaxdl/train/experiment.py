@@ -91,6 +91,22 @@ def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
 
 
 SEGMENTATION_LOSSES = ("dice", "cross_entropy_dice")
+# Losses that read one logit per class in the model's last axis (yolo: 5 box numbers, then the classes).
+_CLASS_LOGIT_LOSSES = ("softmax_cross_entropy", "sequence_cross_entropy", *SEGMENTATION_LOSSES)
+
+
+def _check_output_classes(model: Any, state: TrainState, sample: Any, num_classes: int | None, loss_name: str) -> None:
+    """Refuse a model whose logits do not have one entry per class of the data: labels beyond the last logit
+    would give no gradient and no error (a 2-class head on 4-class masks trains on half the classes)."""
+    if not num_classes or loss_name not in (*_CLASS_LOGIT_LOSSES, "yolo"):
+        return
+    outputs = jax.eval_shape(lambda variables, x: model.apply(variables, x, train=False), state.variables(), sample)
+    expected = num_classes + 5 if loss_name == "yolo" else num_classes
+    if not hasattr(outputs, "shape") or outputs.shape[-1] != expected:
+        found = getattr(outputs, "shape", type(outputs).__name__)
+        raise ValueError(f"the data has {num_classes} classes, so loss {loss_name!r} needs logits with {expected} entries in "
+                         f"the last axis, but the model {type(model).__name__} outputs {found}; set its num_outputs "
+                         f"(num_classes for per-pixel and per-cell models) to match")
 
 
 def make_metrics(loss_config: ml_collections.ConfigDict, num_classes: int) -> MetricsFn:
@@ -118,7 +134,9 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     accepted = model_fields(model_constructor(config.model.name))
     defaults = dict(data.model_defaults)
     if config.loss.name != "mse":
+        # Classifiers name their output count num_outputs; per-pixel and per-cell models name it num_classes.
         defaults.setdefault("num_outputs", data.num_classes)
+        defaults.setdefault("num_classes", data.num_classes)
     for key, value in defaults.items():
         if key in accepted:
             model_kwargs.setdefault(key, value)
@@ -140,6 +158,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
         tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
         state = create_train_state(model, tx, sample, config.seed, train.precision)
     _check_token_data(data, getattr(model, "vocab_size", getattr(getattr(model, "backbone", None), "vocab_size", None)))
+    _check_output_classes(model, state, sample, data.num_classes, config.loss.name)
     loss_fn = make_loss(config.loss)
     metrics_fn = make_metrics(config.loss, data.num_classes)
     parallel = make_parallel(train.strategy, as_tuples(train.mesh_shape), as_tuples(train.sharding_rules), state.params)

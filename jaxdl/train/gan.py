@@ -21,7 +21,7 @@ import optax
 
 from jaxdl.metrics import _as_mask, _Sums
 from jaxdl.models.gan import GAN
-from jaxdl.train.state import TrainState
+from jaxdl.train.state import TrainState, init_variables
 
 HALVES = ("generator", "discriminator")
 
@@ -50,7 +50,7 @@ def create_gan_state(model: GAN, tx_generator: optax.GradientTransformation, tx_
     """Both halves initialised from ``seed`` for images like ``sample_x: [batch, h, w, c]``, each with its own
     optimizer state."""
     params_key, dropout_key, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
-    variables = jax.jit(lambda x: model.init({"params": params_key, "dropout": dropout_key}, x))(sample_x)
+    variables = init_variables(model, {"params": params_key, "dropout": dropout_key}, sample_x)
     params = variables["params"]
     opt_state = {"generator": tx_generator.init(params["generator"]),
                  "discriminator": tx_discriminator.init(params["discriminator"])}

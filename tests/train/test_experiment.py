@@ -1,0 +1,48 @@
+"""`build_experiment`: the model's outputs are sized from the data, a mismatch is refused before training, and
+initialisation compiled for speed gives the same values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdl.config import default_config
+from jaxdl.models.cnn import ConvNet
+from jaxdl.train.experiment import build_experiment
+from jaxdl.train.state import init_variables
+
+
+def _shapes_config(**model):
+    config = default_config()
+    config.data.name = "shapes"
+    config.data.image_size = 16
+    config.data.train_limit, config.data.eval_limit, config.data.batch_size = 8, 4, 4
+    config.model = dict(name="unet", widths=(4, 8), **model)
+    config.loss.name = "cross_entropy_dice"
+    config.train.strategy = "jit"
+    return config
+
+
+def test_a_segmentation_model_gets_one_logit_per_class_of_the_data():
+    exp = build_experiment(_shapes_config())
+    logits = jax.eval_shape(lambda v, x: exp.model.apply(v, x, train=False), exp.state.variables(), exp.data.train.x[:2])
+    assert logits.shape == (2, 16, 16, exp.data.num_classes) and exp.data.num_classes == 4
+
+
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_a_model_with_the_wrong_number_of_classes_is_refused(num_classes):
+    with pytest.raises(ValueError, match=f"the data has 4 classes.*outputs \\(1, 16, 16, {num_classes}\\)"):
+        build_experiment(_shapes_config(num_classes=num_classes))
+
+
+@pytest.mark.parametrize("seed", [3])
+def test_initialisation_compiled_for_speed_gives_bitwise_the_default_compilation_values(seed):
+    model = ConvNet(channels=(4, 8), dense=(8,), batch_norm=True, num_outputs=3)
+    rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)}
+    sample = jnp.zeros((1, 8, 8, 1))
+    fast = init_variables(model, rngs, sample, train=False)
+    # Level 3, XLA's default, named explicitly: the suite itself compiles at level 1 (see conftest.py).
+    default_init = jax.jit(lambda x: model.init(rngs, x, train=False)).lower(sample)
+    default = default_init.compile(compiler_options={"xla_backend_optimization_level": "3"})(sample)
+    assert jax.tree.structure(fast) == jax.tree.structure(default)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default)))
