@@ -15,12 +15,12 @@ def get_config():
     config.name = "mnist_gan"
     config.data.name = "mnist"
     config.data.batch_size = 128
-    config.model = dict(name="gan", latent_dim=64, width=64, dropout_rate=0.3)
+    config.model = dict(name="gan", latent_dim=64, width=32, dropout_rate=0.3)
     config.loss.name = "gan"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 2e-4
     config.optimizer.b1 = 0.5  # DCGAN's Adam: a short memory of past gradients steadies the two-player game
-    config.train.num_epochs = 10
+    config.train.num_epochs = 5
     config.train.strategy = "jit"
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm
