@@ -25,15 +25,18 @@ def _iou_by_hand(a, b):
     return inter / union
 
 
+_pairwise_iou = jax.jit(pairwise_iou)  # one program per shape pair, not one per operation
+
+
 @given(seed=st.integers(0, 2 ** 16), n=st.sampled_from([1, 5]), m=st.sampled_from([2, 6]), shift=st.floats(-50, 50))
 def test_iou_matches_by_hand_is_one_with_itself_symmetric_and_translation_invariant(seed, n, m, shift):
     rng = np.random.default_rng(seed)
     a, b = _random_boxes(rng, n), _random_boxes(rng, m)
-    ious = np.asarray(pairwise_iou(jnp.asarray(a), jnp.asarray(b)))
+    ious = np.asarray(_pairwise_iou(jnp.asarray(a), jnp.asarray(b)))
     np.testing.assert_allclose(ious, [[_iou_by_hand(x, y) for y in b] for x in a], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.diag(np.asarray(pairwise_iou(jnp.asarray(a), jnp.asarray(a)))), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(pairwise_iou(jnp.asarray(b), jnp.asarray(a))), ious.T, rtol=1e-6)
-    moved = np.asarray(pairwise_iou(jnp.asarray(a + shift), jnp.asarray(b + shift)))
+    np.testing.assert_allclose(np.diag(np.asarray(_pairwise_iou(jnp.asarray(a), jnp.asarray(a)))), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(_pairwise_iou(jnp.asarray(b), jnp.asarray(a))), ious.T, rtol=1e-6)
+    moved = np.asarray(_pairwise_iou(jnp.asarray(a + shift), jnp.asarray(b + shift)))
     np.testing.assert_allclose(moved, ious, atol=2e-4)  # float32 rounding of the shifted corners
 
 
