@@ -29,22 +29,35 @@ from benchmarks.workloads import WORKLOADS, Workload, flax_step, jaxdl_step, tor
 BATCHES = 4  # distinct batches cycled through, resident on the device before timing
 
 
-def _time_jax(step: Callable, state: Any, batches: list, steps: int, blocks: int) -> tuple[dict[str, float], Any]:
-    start = time.perf_counter()
-    state, out = step(state, batches[0])
-    jax.block_until_ready(out)
-    first = time.perf_counter() - start
-    for i in range(3):  # warm-up: caches, allocator
-        state, out = step(state, batches[i % len(batches)])
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(blocks):
+def _time_jax(steps_and_states: dict[str, tuple[Callable, Any]], batches: list, steps: int,
+              blocks: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Time each ``name: (step, state)``: its first call (compilation included), then ``blocks`` blocks of
+    ``steps`` steps after a warm-up; the implementations' blocks are interleaved, so a slow spell of the
+    machine (another process, frequency changes) falls on all of them instead of on whichever ran then.
+    Returns the timings and each implementation's last state (the steps donate the states they are given)."""
+    results, states = {}, {}
+    for name, (step, state) in steps_and_states.items():
         start = time.perf_counter()
-        for i in range(steps):
+        state, out = step(state, batches[0])
+        jax.block_until_ready(out)
+        results[name] = {"first_step_s": time.perf_counter() - start}
+        for i in range(3):  # warm-up: caches, allocator
             state, out = step(state, batches[i % len(batches)])
         jax.block_until_ready(out)
-        times.append((time.perf_counter() - start) / steps)
-    return {"first_step_s": first, "ms": 1e3 * statistics.median(times)}, state
+        states[name] = state
+    times: dict[str, list[float]] = {name: [] for name in steps_and_states}
+    for _ in range(blocks):
+        for name, (step, _) in steps_and_states.items():
+            state = states[name]
+            start = time.perf_counter()
+            for i in range(steps):
+                state, out = step(state, batches[i % len(batches)])
+            jax.block_until_ready(out)
+            times[name].append((time.perf_counter() - start) / steps)
+            states[name] = state
+    for name in steps_and_states:
+        results[name]["ms"] = 1e3 * statistics.median(times[name])
+    return results, states
 
 
 def _time_torch(step: Callable, batches: list, steps: int, blocks: int) -> dict[str, float]:
@@ -76,10 +89,8 @@ def measure(workload: Workload, steps: int, blocks: int, with_torch: bool) -> di
     batches = [jax.device_put({k: jnp.asarray(v) for k, v in workload.batch(i).items()}) for i in range(BATCHES)]
     flax, flax_state = flax_step(workload)
     row["flops"] = workload.train_flops or step_flops(flax, flax_state, batches[0])
-    flax, flax_state = flax_step(workload)  # a fresh jit: its first call below is timed with compilation
-    row["flax"], _ = _time_jax(flax, flax_state, batches, steps, blocks)
-    step, state = jaxdl_step(workload)
-    row["jaxdl"], _ = _time_jax(step, state, batches, steps, blocks)
+    # A fresh jit: its first call below is timed with compilation.
+    row.update(_time_jax({"flax": flax_step(workload), "jaxdl": jaxdl_step(workload)}, batches, steps, blocks)[0])
     if with_torch:
         try:
             torch_train, _ = torch_step(workload)
@@ -106,7 +117,8 @@ def fit_vs_step(workload: Workload, steps: int) -> dict[str, float]:
     dataset = ArrayDataset(np.concatenate([b["x"] for b in data]), np.concatenate([b["y"] for b in data]))
     step, state = jaxdl_step(workload)
     batches = [jax.device_put({k: jnp.asarray(v) for k, v in b.items()}) for b in data[:BATCHES]]
-    bare, state = _time_jax(step, state, batches, steps, 3)
+    timings, states = _time_jax({"bare": (step, state)}, batches, steps, 3)
+    bare, state = timings["bare"], states["bare"]
     fit(state, train_step=step, eval_step=None, train_data=dataset, batch_size=workload.batch_size, num_epochs=1,
         progress=False)  # compiled already; this call warms the input pipeline
     _, state = jaxdl_step(workload)
