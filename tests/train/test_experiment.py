@@ -35,10 +35,10 @@ def test_a_model_with_the_wrong_number_of_classes_is_refused(num_classes):
         build_experiment(_shapes_config(num_classes=num_classes))
 
 
-@pytest.mark.parametrize("seed", [3])
-def test_initialisation_compiled_for_speed_gives_bitwise_the_default_compilation_values(seed):
+def test_initialisation_compiled_for_speed_gives_bitwise_the_default_compilation_values():
+    # One model: the level-3 reference is the slow compilation this avoids (about 10 s even this small).
     model = ConvNet(channels=(4, 8), dense=(8,), batch_norm=True, num_outputs=3)
-    rngs = {"params": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)}
+    rngs = {"params": jax.random.PRNGKey(3), "dropout": jax.random.PRNGKey(4)}
     sample = jnp.zeros((1, 8, 8, 1))
     fast = init_variables(model, rngs, sample, train=False)
     # Level 3, XLA's default, named explicitly: the suite itself compiles at level 1 (see conftest.py).
