@@ -3,7 +3,9 @@
 For each layer shape of the MNIST CNNs, times forward and forward+backward (gradients for input and
 kernel) of `jaxdl.nn.conv.conv2d` with ``implementation="xla"`` and ``"patches"``; prints ms and the
 speed-up xla/patches. Then the same for depthwise convolutions (EfficientNet-Lite0's layers on 96x96
-inputs, batch 50: XLA's grouped convolution against weighted shifted views). Run:
+inputs, batch 50: XLA's grouped convolution against weighted shifted views), and for transposed
+convolutions (the U-Net's 2x2 and the DCGAN's 4x4 stride-2 layers: XLA's convolution of the dilated input
+against `jaxdl.nn.conv_transpose`'s stride phases, with what ``"auto"`` picks). Run:
 ``python -m benchmarks.conv_lowering``.
 """
 
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import conv2d
+from jaxdl.nn.conv_transpose import conv_transpose2d
 
 LAYERS = [  # (batch, image side, in channels, out channels, kernel)
     (128, 28, 1, 16, 3), (128, 14, 16, 32, 3), (128, 7, 32, 64, 3),
@@ -26,6 +29,10 @@ LAYERS = [  # (batch, image side, in channels, out channels, kernel)
 DEPTHWISE_LAYERS = [  # (batch, image side, channels, kernel, stride)
     (50, 48, 96, 3, 2), (50, 24, 144, 3, 1), (50, 24, 144, 5, 2), (50, 12, 240, 5, 1), (50, 6, 480, 3, 1),
     (50, 6, 672, 5, 2), (50, 3, 1152, 5, 1),
+]
+TRANSPOSED_LAYERS = [  # (batch, image side, in channels, out channels, kernel), all stride 2 "SAME"
+    (32, 8, 64, 32, 2), (32, 16, 32, 16, 2), (32, 32, 16, 16, 2),
+    (64, 7, 64, 32, 4), (64, 7, 128, 64, 4), (64, 14, 32, 8, 4), (64, 14, 32, 2, 4), (64, 14, 32, 1, 4),
 ]
 
 
@@ -49,30 +56,38 @@ def main() -> None:
     for b, side, cin, cout, k in LAYERS:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
-        row = {}
-        for impl in ("xla", "patches"):
-            fwd = jax.jit(lambda x, w, impl=impl: conv2d(x, w, 1, "SAME", implementation=impl))
-            grad = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(conv2d(x, w, 1, "SAME", implementation=impl) ** 2),
-                                    argnums=(0, 1)))
-            row[impl] = (_median_ms(fwd, x, w), _median_ms(grad, x, w))
-        label = f"{b}x{side}x{side}x{cin} -> {cout} k{k}"
-        _print_row(label, row)
+        row = _time_both(lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl), x, w)
+        _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row)
     print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}")
     for b, side, c, k, stride in DEPTHWISE_LAYERS:
         x = jax.random.normal(key, (b, side, side, c))
         w = jax.random.normal(key, (k, k, 1, c))
-        row = {}
-        for impl in ("xla", "patches"):
-            def conv(x, w, impl=impl):
-                return conv2d(x, w, stride, "SAME", implementation=impl, depthwise=True)
-            row[impl] = (_median_ms(jax.jit(conv), x, w),
-                         _median_ms(jax.jit(jax.grad(lambda x, w, conv=conv: jnp.sum(conv(x, w) ** 2), argnums=(0, 1))), x, w))
+        row = _time_both(lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True), x, w)
         _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", row)
+    print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
+          f"{'speed-up':>9s}  auto")
+    for b, side, cin, cout, k in TRANSPOSED_LAYERS:
+        x = jax.random.normal(key, (b, side, side, cin))
+        w = jax.random.normal(key, (k, k, cin, cout))
+        row = _time_both(lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl), x, w)
+        auto_program = str(jax.make_jaxpr(lambda x, w: conv_transpose2d(x, w, 2, "SAME"))(x, w))
+        picked = "xla" if "conv_general_dilated" in auto_program else "phases"
+        _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row, picked)
 
 
-def _print_row(label: str, row: dict) -> None:
+def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float]]:
+    """Forward and forward + both gradients of ``conv(x, w, impl)`` for the two lowerings, in ms."""
+    row = {}
+    for impl in ("xla", "patches"):
+        fwd = jax.jit(lambda x, w, impl=impl: conv(x, w, impl))
+        grad = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(conv(x, w, impl) ** 2), argnums=(0, 1)))
+        row[impl] = (_median_ms(fwd, x, w), _median_ms(grad, x, w))
+    return row
+
+
+def _print_row(label: str, row: dict, note: str = "") -> None:
     print(f"{label:28s} {row['xla'][0]:8.1f} {row['patches'][0]:12.1f} {row['xla'][1]:10.1f} "
-          f"{row['patches'][1]:14.1f} {row['xla'][1] / row['patches'][1]:8.2f}x", flush=True)
+          f"{row['patches'][1]:14.1f} {row['xla'][1] / row['patches'][1]:8.2f}x  {note}", flush=True)
 
 
 if __name__ == "__main__":

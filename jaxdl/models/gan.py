@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import Conv2D
+from jaxdl.nn.conv_transpose import ConvTranspose2D
 from jaxdl.nn.normalization import batch_norm
 
 
@@ -31,9 +32,9 @@ class Generator(nn.Module):
         h, w, c = self.image_shape
         x = nn.Dense((h // 4) * (w // 4) * 2 * self.width, use_bias=False)(z)
         x = nn.relu(batch_norm(train)(x)).reshape(z.shape[0], h // 4, w // 4, 2 * self.width)
-        x = nn.ConvTranspose(self.width, (4, 4), (2, 2), padding="SAME", use_bias=False)(x)
+        x = ConvTranspose2D(self.width, 4, 2, use_bias=False)(x)
         x = nn.relu(batch_norm(train)(x))
-        x = nn.ConvTranspose(c, (4, 4), (2, 2), padding="SAME")(x)
+        x = ConvTranspose2D(c, 4, 2)(x)
         return (jnp.tanh(x) + 1.0) / 2.0
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.cnn import ConvBlock
 from jaxdl.nn.conv import Conv2D
+from jaxdl.nn.conv_transpose import ConvTranspose2D
 from jaxdl.nn.pooling import get_pool
 
 UPSAMPLING = ("transpose", "resize")
@@ -61,7 +62,7 @@ class UNet(nn.Module):
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         for width, skip in zip(reversed(self.widths[:-1]), reversed(skips)):
             if self.upsample == "transpose":
-                x = nn.ConvTranspose(width, (2, 2), (2, 2))(x)
+                x = ConvTranspose2D(width, 2, 2)(x)
             else:
                 x = jax.image.resize(x, (x.shape[0], skip.shape[1], skip.shape[2], x.shape[3]), "bilinear")
                 x = Conv2D(width, 3)(x)
