@@ -1,6 +1,7 @@
 """A DCGAN that learns to draw MNIST digits: generator and discriminator, each with its own Adam, trained in
-one pure step (discriminator update, then a generator update with the non-saturating loss). A sheet of 64
-samples from the same latents is written after every epoch (samples/, samples.png). After training, the
+one pure step (discriminator update, then a generator update with the non-saturating loss); samples come
+from an exponential moving average of the generator. A sheet of 64 samples from the same latents is written
+after every epoch (samples/, samples.png). After training, the
 MNIST CNN of `experiments/mnist_cnn.py` judges 1,000 samples (how many it recognises with confidence >= 0.9,
 and how they spread over the ten digits); train it first:
   jaxdl train experiments/mnist_cnn.py --workdir runs/mnist_cnn
@@ -25,4 +26,5 @@ def get_config():
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm
     config.train.judge_workdir = "runs/mnist_cnn"
+    config.train.generator_ema = 0.999  # samples from the average of the last ~1,000 generators
     return config

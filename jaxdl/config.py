@@ -69,6 +69,8 @@ def default_config() -> ConfigDict:
         tensorboard=False,  # also write TensorBoard event files to workdir/tensorboard (the tensorboard extra)
         # GANs: the workdir of a classifier run that judges 1,000 samples after training ("" = no judge).
         judge_workdir="",
+        # GANs: decay of the generator's moving average that samples come from (0 = sample the generator itself).
+        generator_ema=0.0,
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),

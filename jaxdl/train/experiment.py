@@ -144,6 +144,9 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     sample = map_inputs(lambda a: a[:1], data.train.x)
     if config.loss.name == "gan":
         return _gan_experiment(config, data, model_kwargs, sample, steps_per_epoch)
+    if config.train.generator_ema:
+        raise ValueError(f"train.generator_ema averages a GAN's generator; this run trains with loss.name="
+                         f"{config.loss.name!r}, so leave it at 0")
     train = config.train
     transfer = config.transfer
     notes: dict[str, Any] = {}
@@ -189,8 +192,12 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
     model_kwargs.setdefault("image_shape", tuple(int(d) for d in sample.shape[1:]))
     model = create_model("gan", **model_kwargs)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
-    state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed)
-    train_step, eval_step = make_gan_train_step(model, tx, tx), make_gan_eval_step(model)
+    ema = float(config.train.generator_ema)
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"train.generator_ema is the decay of the generator's moving average: 0 (off) or in (0, 1), "
+                         f"e.g. 0.999; got {ema}")
+    state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed, generator_ema=ema > 0)
+    train_step, eval_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None), make_gan_eval_step(model)
     configure_compilation_cache(config.train.compilation_cache_dir)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
                       parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx)

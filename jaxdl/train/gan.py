@@ -6,6 +6,11 @@ has its own optax optimizer, so an update of one never touches the other's param
 fixed) followed by a generator update against the updated discriminator with the non-saturating loss
 ``-log D(G(z))``. The step has the ``(state, batch) -> (state, metrics)`` shape of every jaxdl step, so
 `fit` trains, logs and checkpoints a GAN as it does a classifier.
+
+With ``ema_decay`` the state also holds ``params["generator_ema"]``, an exponential moving average of the
+generator's parameters updated after every generator step, and samples (`sample_grid`, the sheets, the
+judge) come from it: the live generator circles around an equilibrium of the two-player game and the
+average sits nearer its centre (Yazici et al., 2019, "The Unusual Effectiveness of Averaging in GAN Training").
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from jaxdl.models.gan import GAN
 from jaxdl.train.state import TrainState, init_variables
 
 HALVES = ("generator", "discriminator")
+EMA = "generator_ema"
 
 
 @flax.struct.dataclass
@@ -46,12 +52,15 @@ class GANMetrics(_Sums):
 
 
 def create_gan_state(model: GAN, tx_generator: optax.GradientTransformation, tx_discriminator: optax.GradientTransformation,
-                     sample_x: jax.Array, seed: int) -> TrainState:
+                     sample_x: jax.Array, seed: int, generator_ema: bool = False) -> TrainState:
     """Both halves initialised from ``seed`` for images like ``sample_x: [batch, h, w, c]``, each with its own
-    optimizer state."""
+    optimizer state; with ``generator_ema`` also the average generator (``params["generator_ema"]``, starting
+    as a copy of the generator), for a step made with ``ema_decay``."""
     params_key, dropout_key, rng = jax.random.split(jax.random.PRNGKey(seed), 3)
     variables = init_variables(model, {"params": params_key, "dropout": dropout_key}, sample_x)
-    params = variables["params"]
+    params = dict(variables["params"])
+    if generator_ema:  # a copy, not the same buffers: a donated state must not hold one buffer twice
+        params[EMA] = jax.tree_util.tree_map(jnp.copy, params["generator"])
     opt_state = {"generator": tx_generator.init(params["generator"]),
                  "discriminator": tx_discriminator.init(params["discriminator"])}
     return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), opt_state, rng)
@@ -69,8 +78,12 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def _model_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {half: params[half] for half in HALVES}
+
+
 def _generate(model: GAN, state: TrainState, params: Any, z: jax.Array, train: bool) -> tuple[jax.Array, Any]:
-    variables = {"params": params, "batch_stats": state.batch_stats}
+    variables = {"params": _model_params(params), "batch_stats": state.batch_stats}
     if not train:
         return model.apply(variables, z, method=GAN.generate), state.batch_stats
     images, updates = model.apply(variables, z, train=True, method=GAN.generate, mutable=["batch_stats"])
@@ -79,7 +92,7 @@ def _generate(model: GAN, state: TrainState, params: Any, z: jax.Array, train: b
 
 def _discriminate(model: GAN, params: Any, x: jax.Array, key: jax.Array | None) -> jax.Array:
     rngs = {"dropout": key} if key is not None else {}
-    return model.apply({"params": params}, x, train=key is not None, method=GAN.discriminate, rngs=rngs)
+    return model.apply({"params": _model_params(params)}, x, train=key is not None, method=GAN.discriminate, rngs=rngs)
 
 
 def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: TrainState, real: jax.Array,
@@ -124,11 +137,21 @@ def generator_update(model: GAN, tx: optax.GradientTransformation, state: TrainS
     return state.replace(params=params, batch_stats=batch_stats, opt_state={**state.opt_state, "generator": g_opt}), per_image
 
 
+def update_generator_ema(state: TrainState, decay: float) -> TrainState:
+    """``generator_ema <- decay * generator_ema + (1 - decay) * generator``; everything else unchanged."""
+    average = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.params[EMA], state.params["generator"])
+    return state.replace(params={**state.params, EMA: average})
+
+
 def make_gan_train_step(model: GAN, tx_generator: optax.GradientTransformation,
-                        tx_discriminator: optax.GradientTransformation) -> Callable[[TrainState, dict], tuple[TrainState, GANMetrics]]:
+                        tx_discriminator: optax.GradientTransformation,
+                        ema_decay: float | None = None) -> Callable[[TrainState, dict], tuple[TrainState, GANMetrics]]:
     """``train_step(state, batch) -> (state, GANMetrics)``: a discriminator update on ``batch["x"]`` (real images
-    in ``[0, 1]``; labels, if any, are ignored), then a generator update. Keys derive from
+    in ``[0, 1]``; labels, if any, are ignored), then a generator update, then (with ``ema_decay``, for a state
+    made with ``generator_ema=True``) the average generator's update. Keys derive from
     ``fold_in(state.rng, state.step)``, so a run is reproducible bit for bit."""
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in (0, 1) (e.g. 0.999), got {ema_decay}")
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, GANMetrics]:
         real = batch["x"]
@@ -136,6 +159,11 @@ def make_gan_train_step(model: GAN, tx_generator: optax.GradientTransformation,
         d_key, g_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
         state, judged = discriminator_update(model, tx_discriminator, state, real, mask, d_key)
         state, g_loss = generator_update(model, tx_generator, state, real.shape[0], g_key)
+        if ema_decay is not None:
+            if EMA not in state.params:
+                raise ValueError(f"a step with ema_decay needs a state made by create_gan_state(..., generator_ema=True); "
+                                 f"the state's params hold {sorted(state.params)}")
+            state = update_generator_ema(state, ema_decay)
         metrics = GANMetrics(
             d_loss_sum=jnp.sum(jnp.where(mask, judged["d_loss"], 0.0)), g_loss_sum=jnp.sum(jnp.where(mask, g_loss, 0.0)),
             real_correct=jnp.sum(judged["real_correct"] & mask).astype(jnp.int32),
@@ -167,11 +195,12 @@ def make_gan_eval_step(model: GAN) -> Callable[[TrainState, dict], GANMetrics]:
 
 def sample_grid(model: GAN, state: TrainState, rows: int = 8, columns: int = 8, seed: int = 0) -> np.ndarray:
     """Images from a fixed latent grid (the same ``seed`` every epoch, so a run's sample sheets are
-    comparable): ``[rows * columns, h, w, c]`` in ``[0, 1]``."""
+    comparable): ``[rows * columns, h, w, c]`` in ``[0, 1]``, from the average generator when the state has one."""
     z = jax.random.normal(jax.random.PRNGKey(seed), (rows * columns, model.latent_dim))
     return np.asarray(_sample(model, state, z))
 
 
 @functools.partial(jax.jit, static_argnums=0)  # one compile per model and grid size, not one per epoch
 def _sample(model: GAN, state: TrainState, z: jax.Array) -> jax.Array:
-    return _generate(model, state, state.params, z, train=False)[0]
+    params = {**state.params, "generator": state.params[EMA]} if EMA in state.params else state.params
+    return _generate(model, state, params, z, train=False)[0]

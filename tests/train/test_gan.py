@@ -82,3 +82,34 @@ def test_images_the_generator_cannot_make_are_refused():
         GAN(image_shape=(10, 10, 1)).init(jax.random.PRNGKey(0), jnp.zeros((1, 10, 10, 1)))
     with pytest.raises(ValueError, match="built for images"):
         MODEL.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+
+
+def test_the_average_generator_follows_the_ema_recurrence_and_never_feeds_back():
+    """With ``ema_decay``, ``generator_ema`` equals the recurrence ``e <- d e + (1 - d) g`` computed in NumPy
+    over the generator after each step; the average never feeds back (a step from a state whose average is
+    zeroed trains both halves bitwise as from the true one); samples come from the average."""
+    decay = 0.7
+    real = {"x": jax.random.uniform(jax.random.PRNGKey(3), (3, 8, 8, 1))}
+    ema_step = jax.jit(make_gan_train_step(MODEL, TX_G, TX_D, ema_decay=decay))
+    state = create_gan_state(MODEL, TX_G, TX_D, jnp.zeros((2, 8, 8, 1)), 0, generator_ema=True)
+    expected = jax.device_get(state.params["generator_ema"])
+    for _ in range(3):
+        state, _ = ema_step(state, real)
+        expected = jax.tree.map(lambda e, g: decay * e + (1 - decay) * g, expected, jax.device_get(state.params["generator"]))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), state.params["generator_ema"], expected)
+    assert not _equal(state.params["generator_ema"], state.params["generator"])
+    zeroed = state.replace(params={**state.params, "generator_ema": jax.tree.map(jnp.zeros_like, state.params["generator_ema"])})
+    after, _ = ema_step(jax.tree.map(jnp.copy, state), real)
+    after_zeroed, _ = ema_step(zeroed, real)
+    for half in ("generator", "discriminator"):
+        assert _equal(after.params[half], after_zeroed.params[half])
+    as_generator = state.replace(params={"generator": state.params["generator_ema"], "discriminator": state.params["discriminator"]})
+    np.testing.assert_array_equal(sample_grid(MODEL, state, 2, 2), sample_grid(MODEL, as_generator, 2, 2))
+
+
+def test_bad_ema_settings_are_explained():
+    with pytest.raises(ValueError, match=r"ema_decay must lie in \(0, 1\)"):
+        make_gan_train_step(MODEL, TX_G, TX_D, ema_decay=1.0)
+    step = make_gan_train_step(MODEL, TX_G, TX_D, ema_decay=0.9)
+    with pytest.raises(ValueError, match="generator_ema=True"):
+        jax.eval_shape(step, _initial_state(), {"x": jnp.zeros((2, 8, 8, 1))})
