@@ -6,11 +6,12 @@ speed-up xla/patches. Then the same for depthwise convolutions (EfficientNet-Lit
 inputs, batch 50: XLA's grouped convolution against weighted shifted views), and for transposed
 convolutions (the U-Net's 2x2 and the DCGAN's 4x4 stride-2 layers: XLA's convolution of the dilated input
 against `jaxdl.nn.conv_transpose`'s stride phases, with what ``"auto"`` picks). Run:
-``python -m benchmarks.conv_lowering``.
+``python -m benchmarks.conv_lowering [--sections conv,depthwise,transposed]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import time
@@ -48,25 +49,37 @@ def _median_ms(fn, *args, repeats: int = 5, blocks: int = 3) -> float:
     return statistics.median(times)
 
 
+SECTIONS = ("conv", "depthwise", "transposed")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {list(SECTIONS)}")
+    sections = parser.parse_args().sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; valid ones are {list(SECTIONS)}")
     print(f"# conv lowering, {platform.processor() or platform.machine()}, jax {jax.__version__}, "
           f"backend {jax.default_backend()}, {jax.device_count()} device(s)")
-    print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}")
     key = jax.random.PRNGKey(0)
-    for b, side, cin, cout, k in LAYERS:
+    if "conv" in sections:
+        print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}")
+    for b, side, cin, cout, k in LAYERS if "conv" in sections else []:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
         row = _time_both(lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl), x, w)
         _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row)
-    print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}")
-    for b, side, c, k, stride in DEPTHWISE_LAYERS:
+    if "depthwise" in sections:
+        print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}")
+    for b, side, c, k, stride in DEPTHWISE_LAYERS if "depthwise" in sections else []:
         x = jax.random.normal(key, (b, side, side, c))
         w = jax.random.normal(key, (k, k, 1, c))
         row = _time_both(lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True), x, w)
         _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", row)
-    print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
-          f"{'speed-up':>9s}  auto")
-    for b, side, cin, cout, k in TRANSPOSED_LAYERS:
+    if "transposed" in sections:
+        print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
+              f"{'speed-up':>9s}  auto")
+    for b, side, cin, cout, k in TRANSPOSED_LAYERS if "transposed" in sections else []:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
         row = _time_both(lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl), x, w)
