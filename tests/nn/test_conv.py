@@ -102,12 +102,12 @@ def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width
     x = jnp.asarray(rng.normal(size=(batch, height, width, cin)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(kh, kw, cin, cout)), jnp.float32)
 
-    def run(impl):
+    out_shape = jax.eval_shape(lambda x, k: conv2d(x, k, stride, padding, dilation, implementation="xla"), x, k).shape
+    weights = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out_shape), jnp.float32)
+
+    def run(impl):  # one compiled program per lowering, not one per operation
         f = lambda x, k: conv2d(x, k, stride, padding, dilation, implementation=impl)  # noqa: E731
-        y = f(x, k)
-        weights = jnp.asarray(np.random.default_rng(seed + 1).normal(size=y.shape), jnp.float32)
-        grads = jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)
-        return y, grads
+        return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)))(x, k)
 
     (y_fast, (gx_fast, gk_fast)), (y_ref, (gx_ref, gk_ref)) = run("patches"), run("xla")
     assert y_fast.shape == y_ref.shape
