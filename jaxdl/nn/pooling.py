@@ -2,16 +2,11 @@
 
 When the window tiles the image exactly (window == stride, no padding: the usual 2x2/2 pool) pooling is a
 reshape and a reduction. On XLA:CPU that is several times faster than the generic ``reduce_window`` path,
-whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are identical. The tiled max is
-the elementwise ``maximum`` of the window's ``kh*kw`` slices rather than ``max`` over the window axes, whose
-JVP spends a ``reduce_sum`` counting tied maxima: 1.1-1.9x faster forward + backward on MNIST-CNN shapes
-(benchmarks/RESULTS.md). The gradient goes to the maximum (split evenly between two tied values at each
-``maximum``), as ``max``'s does wherever the window's maximum is unique.
+whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are identical.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -37,11 +32,6 @@ def _check(x: jax.Array, name: str) -> None:
         raise ValueError(f"{name} expects [batch, height, width, channels], got shape {x.shape}")
 
 
-def _tiled_max(tiles: jax.Array, axis: tuple[int, int]) -> jax.Array:
-    del axis  # always the window axes (2, 4) of `_tiled`
-    return functools.reduce(jnp.maximum, [tiles[:, :, i, :, j, :] for i in range(tiles.shape[2]) for j in range(tiles.shape[4])])
-
-
 def _pool(x, window, strides, padding, name, tiled_reduce, generic):
     _check(x, name)
     window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
@@ -57,7 +47,7 @@ def max_pool(
     padding: Padding = "VALID",
 ) -> jax.Array:
     """Maximum over each ``window`` of ``x: [batch, h, w, c]``, moved by ``strides`` (default: the window)."""
-    return _pool(x, window, strides, padding, "max_pool", _tiled_max, nn.max_pool)
+    return _pool(x, window, strides, padding, "max_pool", jnp.max, nn.max_pool)
 
 
 def avg_pool(
