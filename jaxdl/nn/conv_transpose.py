@@ -12,9 +12,9 @@ followed by a depth-to-space interleave. For the DCGAN's 4x4 stride-2 layers tha
 multiply-adds per input pixel and channel pair, in one matmul; for the U-Net's 2x2 stride-2 ones it is a
 1x1 convolution. The copy of the window (``window * in`` values per input pixel) pays off when the matmul has
 enough columns to use each copied value several times: ``"auto"`` picks patches on CPU when ``s*s*out`` is at
-least the window's tap count (measured on 2 cores, fwd+grads: 2x2 stride-2 kernels 2.6-10x faster, the DCGAN's
-4x4 ones 1.6-3.7x from ``out=8`` up; a 4x4 kernel to 1 or 2 channels 4x and 1.6x *slower*, so those stay native),
-and the native lowering on GPU/TPU.
+least the window's tap count (measured on 2 cores, fwd+grads, benchmarks/RESULTS.md: 2x2 stride-2 kernels
+4.7-7.1x faster, the DCGAN's 4x4 ones 1.4-3.2x from ``out=8`` up; a 4x4 kernel to 1 or 2 channels 3.4x and
+1.15x *slower*, so those stay native), and the native lowering on GPU/TPU.
 """
 
 from __future__ import annotations
