@@ -16,12 +16,12 @@ def get_config():
     config.name = "mnist_gan"
     config.data.name = "mnist"
     config.data.batch_size = 64  # twice the updates of 128 for the same compute: 44% confident samples against 40%
-    config.model = dict(name="gan", latent_dim=64, width=32, dropout_rate=0.3)
+    config.model = dict(name="gan", latent_dim=64, width=32, dropout_rate=0.0)  # dropout masks cost 17% of the step
     config.loss.name = "gan"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 2e-4
     config.optimizer.b1 = 0.5  # DCGAN's Adam: a short memory of past gradients steadies the two-player game
-    config.train.num_epochs = 5
+    config.train.num_epochs = 10  # 7,810 steps, 13.6 min on 2 cores: 61% confident samples (7 epochs 54%, 5 epochs 47%)
     config.train.strategy = "jit"
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm
