@@ -175,7 +175,11 @@ class Conv2D(nn.Module):
         dtype = self.dtype or x.dtype
         y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation, self.implementation,
                    self.depthwise)
-        if self.use_bias:
-            bias = self.param("bias", jax.nn.initializers.zeros, (self.features,), self.param_dtype)
-            y = y + bias.astype(dtype).reshape(1, 1, 1, self.features)
-        return y
+        return add_channel_bias(self, y) if self.use_bias else y
+
+
+def add_channel_bias(module: nn.Module, y: jax.Array) -> jax.Array:
+    """``y + bias`` per output channel, with ``bias: [module.features]`` (zeros at init, in ``module.param_dtype``)
+    created in ``module``'s scope: the bias of every jaxdl convolution layer."""
+    bias = module.param("bias", jax.nn.initializers.zeros, (module.features,), module.param_dtype)
+    return y + bias.astype(y.dtype).reshape(1, 1, 1, module.features)

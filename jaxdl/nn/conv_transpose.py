@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.nn.conv import IMPLEMENTATIONS, Padding, _conv2d_patches, _padding, _pair
+from jaxdl.nn.conv import IMPLEMENTATIONS, Padding, _conv2d_patches, _padding, _pair, add_channel_bias
 from jaxdl.nn.initializers import Initializer, get_initializer
 
 
@@ -95,8 +95,7 @@ def conv_transpose2d(
 
     Returns ``[batch, out_height, out_width, out]``; with ``"SAME"`` the output is ``stride`` times the input,
     with ``"VALID"`` it is ``H * stride + max(span - stride, 0)`` (TensorFlow's rule; ``span = dilation * (kh - 1)
-    + 1``); explicit ``((top, bottom), (left,
-    right))`` pad the dilated input as in ``lax.conv_transpose``. ``implementation`` is ``"xla"``,
+    + 1``); explicit ``((top, bottom), (left, right))`` pad the dilated input as in ``lax.conv_transpose``. ``implementation`` is ``"xla"``,
     ``"patches"`` (stride phases, see the module docstring) or ``"auto"`` (patches on CPU); all give the same
     values up to float summation order.
     """
@@ -149,7 +148,4 @@ class ConvTranspose2D(nn.Module):
         dtype = self.dtype or x.dtype
         y = conv_transpose2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation,
                              self.implementation)
-        if self.use_bias:
-            bias = self.param("bias", jax.nn.initializers.zeros, (self.features,), self.param_dtype)
-            y = y + bias.astype(dtype).reshape(1, 1, 1, self.features)
-        return y
+        return add_channel_bias(self, y) if self.use_bias else y
