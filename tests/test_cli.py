@@ -183,6 +183,12 @@ def test_mnist_gan_draws_sample_sheets_and_is_judged_by_a_classifier_run(tmp_pat
     assert len(samples["class_shares"]) == 10
     # Shares are over the confidently classified samples: they sum to 1 unless there are none.
     assert sum(samples["class_shares"]) == pytest.approx(1.0 if samples["confident_fraction"] else 0.0, abs=1e-3)
+    # The judge also ran after every epoch; the run returns its last generator, so the verdicts agree.
+    verdicts = [json.loads(line) for line in (gan / "samples" / "judge.jsonl").read_text().splitlines()]
+    assert [v["epoch"] for v in verdicts] == [1] and verdicts[-1]["class_shares"] == samples["class_shares"]
+    assert main(["train", str(ROOT / "experiments" / "mnist_gan.py"), "--workdir", str(tmp_path / "y"), *TINY,
+                 "--config.loss.label_smoothing=0.5"]) == 2
+    assert "must lie in [0, 0.5)" in capsys.readouterr().err
     assert main(["train", str(ROOT / "experiments" / "mnist_gan.py"), "--workdir", str(tmp_path / "x"), *TINY,
                  "--config.model.name=mlp"]) == 2
     assert "needs model.name='gan'" in capsys.readouterr().err

@@ -64,14 +64,16 @@ class GAN(nn.Module):
     latent_dim: int = 64
     width: int = 64
     dropout_rate: float = 0.3
+    generator_width: int | None = None  # each half's own width, when they should differ (default: ``width``)
+    discriminator_width: int | None = None
 
     def setup(self) -> None:
         h, w = self.image_shape[:2]
         if h % 4 or w % 4:
             raise ValueError(f"GAN: the generator doubles 4x-downsized maps twice; image height and width must be "
                              f"divisible by 4, got {tuple(self.image_shape)}")
-        self.generator = Generator(tuple(self.image_shape), self.width)
-        self.discriminator = Discriminator(self.width, self.dropout_rate)
+        self.generator = Generator(tuple(self.image_shape), self.generator_width or self.width)
+        self.discriminator = Discriminator(self.discriminator_width or self.width, self.dropout_rate)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if tuple(x.shape[1:]) != tuple(self.image_shape):

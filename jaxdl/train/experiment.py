@@ -42,7 +42,7 @@ from jaxdl.report import save_predictions, write_report
 from jaxdl.train.dense_outputs import detection_outputs, segmentation_outputs
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.gan import create_gan_state, make_gan_eval_step, make_gan_train_step
-from jaxdl.train.gan_report import SampleSheets, judge_samples
+from jaxdl.train.gan_report import JudgeEachEpoch, SampleJudge, SampleSheets
 from jaxdl.train.loop import evaluate, fit, predict_in_order
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
 from jaxdl.train.state import (
@@ -197,7 +197,14 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
         raise ValueError(f"train.generator_ema is the decay of the generator's moving average: 0 (off) or in (0, 1), "
                          f"e.g. 0.999; got {ema}")
     state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed, generator_ema=ema > 0)
-    train_step, eval_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None), make_gan_eval_step(model)
+    # loss.label_smoothing is one-sided here: only the real images' target moves (1 -> 1 - smoothing).
+    smoothing = float(config.loss.label_smoothing)
+    if not 0.0 <= smoothing < 0.5:
+        raise ValueError(f"loss.label_smoothing of a GAN is one-sided (real images are scored against 1 - smoothing, "
+                         f"generated ones against 0): it must lie in [0, 0.5), e.g. 0.1; got {smoothing}")
+    real_label = 1.0 - smoothing
+    train_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None, real_label=real_label)
+    eval_step = make_gan_eval_step(model)
     configure_compilation_cache(config.train.compilation_cache_dir)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
                       parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx)
@@ -306,8 +313,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     callbacks = []
     if config.train.tensorboard and jax.process_index() == 0:
         callbacks.append(TensorBoardLogger(workdir / "tensorboard"))
+    judge = None
     if config.loss.name == "gan" and jax.process_index() == 0:
         callbacks.append(SampleSheets(exp.model, workdir))
+        if config.train.judge_workdir:
+            judge = SampleJudge(config.train.judge_workdir)
+            callbacks.append(JudgeEachEpoch(exp.model, judge, workdir, config.train.progress))
     result = fit(
         exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
@@ -348,8 +359,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             segmentation_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size)
         elif config.loss.name == "yolo":
             summary["test"].update(detection_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size))
-        elif config.loss.name == "gan" and config.train.judge_workdir:
-            summary["samples"] = judge_samples(exp.model, result.state, config.train.judge_workdir)
+        elif judge is not None:
+            summary["samples"] = judge(exp.model, result.state)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if _is_classification(config, exp.data):
             y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size)

@@ -113,3 +113,50 @@ def test_bad_ema_settings_are_explained():
     step = make_gan_train_step(MODEL, TX_G, TX_D, ema_decay=0.9)
     with pytest.raises(ValueError, match="generator_ema=True"):
         jax.eval_shape(step, _initial_state(), {"x": jnp.zeros((2, 8, 8, 1))})
+
+
+@settings(max_examples=20)
+@given(logits=st.lists(st.floats(-30, 30), min_size=1, max_size=8), target=st.floats(0.51, 1.0))
+def test_the_smoothed_real_loss_is_binary_cross_entropy_against_the_target(logits, target):
+    """``_bce_real(l, t) = -(t log s(l) + (1 - t) log(1 - s(l)))`` (NumPy, float64), stable for large logits."""
+    from jaxdl.train.gan import _bce_real
+
+    x = np.asarray(logits, np.float64)
+    expected = -(target * -np.logaddexp(0.0, -x) + (1.0 - target) * -np.logaddexp(0.0, x))
+    np.testing.assert_allclose(_bce_real(jnp.asarray(x, jnp.float32), target), expected, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=3)
+@given(seed=st.integers(0, 2 ** 16), real_label=st.floats(0.6, 0.95))
+def test_one_sided_smoothing_moves_only_the_real_images_target(seed, real_label):
+    """From the same state and key, the per-image discriminator loss with target ``t`` minus the one with
+    target 1 is ``(1 - t) * real_logit`` (generated images' term unchanged): its sign is the discriminator's
+    verdict on each real image."""
+    real = jax.random.uniform(jax.random.PRNGKey(seed), (5, 8, 8, 1))
+    key, mask = jax.random.PRNGKey(seed + 1), jnp.ones(5, bool)
+    _, plain = discriminator_update(MODEL, TX_D, _state(), real, mask, key)
+    _, smoothed = discriminator_update(MODEL, TX_D, _state(), real, mask, key, real_label)
+    difference = np.asarray(smoothed["d_loss"]) - np.asarray(plain["d_loss"])
+    assert np.all(np.abs(difference) > 0)
+    np.testing.assert_array_equal(difference > 0, np.asarray(plain["real_correct"]))
+
+
+def test_bad_label_smoothing_is_explained():
+    with pytest.raises(ValueError, match=r"real_label .* in \(0.5, 1\]"):
+        make_gan_train_step(MODEL, TX_G, TX_D, real_label=0.4)
+
+
+@settings(max_examples=4)
+@given(generator_width=st.integers(2, 9), discriminator_width=st.integers(2, 9))
+def test_each_half_can_have_its_own_width(generator_width, discriminator_width):
+    """``generator_width`` / ``discriminator_width`` size each half (``width`` the other): the generator's
+    first transposed convolution has ``generator_width`` filters, the discriminator's convolutions
+    ``discriminator_width`` and twice that."""
+    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=3, generator_width=generator_width,
+                discriminator_width=discriminator_width)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    assert shapes["generator"]["ConvTranspose2D_0"]["kernel"].shape[-1] == generator_width
+    assert [shapes["discriminator"][f"Conv2D_{i}"]["kernel"].shape[-1] for i in range(2)] == [discriminator_width, 2 * discriminator_width]
+    only_g = jax.eval_shape(GAN(image_shape=(8, 8, 1), latent_dim=4, width=3, generator_width=generator_width).init,
+                            jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"]
+    assert only_g["discriminator"]["Conv2D_0"]["kernel"].shape[-1] == 3
