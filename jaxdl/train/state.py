@@ -87,17 +87,35 @@ def count_params(params: PyTree) -> int:
     return int(sum(np.prod(np.shape(p)) for p in jax.tree.leaves(params)))
 
 
-def init_variables(model: nn.Module, rngs: dict[str, jax.Array], sample_x: Any, **kwargs: Any) -> PyTree:
-    """``model.init(rngs, sample_x, **kwargs)``, compiled as one program that runs once.
-
-    On CPU it is compiled at LLVM optimisation level 1: the random-number code of the initialisers
-    (threefry) takes LLVM's full optimisation 5-10x longer than level 1 (24 s against 2.3 s for a small
-    U-Net, 5.6 s against 1.3 s for the MNIST CNN), for a program that runs once. The values are bitwise the
-    same (tested); level 0 is not used, it miscompiles them."""
-    init = jax.jit(lambda x: model.init(rngs, x, **kwargs))
+def _compile_once(fn: Any, *args: Any) -> Any:
+    """``jax.jit(fn)(*args)`` for a program that runs once: on CPU compiled at LLVM optimisation level 1,
+    because the random-number code of initialisers (threefry) takes LLVM's full optimisation 5-10x longer
+    than level 1 (24 s against 2.3 s for a small U-Net, 5.6 s against 1.3 s for the MNIST CNN). The values
+    are bitwise the same (tested); level 0 is not used, it miscompiles them."""
+    compiled = jax.jit(fn)
     if jax.default_backend() != "cpu":
-        return init(sample_x)
-    return init.lower(sample_x).compile(compiler_options={"xla_backend_optimization_level": "1"})(sample_x)
+        return compiled(*args)
+    return compiled.lower(*args).compile(compiler_options={"xla_backend_optimization_level": "1"})(*args)
+
+
+def init_variables(model: nn.Module, rngs: dict[str, jax.Array], sample_x: Any, **kwargs: Any) -> PyTree:
+    """``model.init(rngs, sample_x, **kwargs)``, compiled as one program that runs once (see `_compile_once`)."""
+    return _compile_once(lambda x: model.init(rngs, x, **kwargs), sample_x)
+
+
+def _state_from_key(model: nn.Module, tx: optax.GradientTransformation, sample_x: Any, root: jax.Array,
+                    precision: str) -> TrainState:
+    params_key, dropout_key, step_key = jax.random.split(root, 3)
+    variables = model.init({"params": params_key, "dropout": dropout_key}, sample_x, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=step_key,
+        loss_scale=DynamicLossScale.create() if precision == "float16" else None,
+    )
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seed: int,
@@ -108,16 +126,15 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sampl
     Everything random comes from ``seed``: the same seed gives bitwise-equal states.
     """
     compute_dtype(precision)  # fails early on an unknown name
-    root = jax.random.PRNGKey(seed)
-    params_key, dropout_key, step_key = jax.random.split(root, 3)
-    variables = init_variables(model, {"params": params_key, "dropout": dropout_key}, sample_x, train=False)
-    params = variables["params"]
-    batch_stats = variables.get("batch_stats", {})
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=batch_stats,
-        opt_state=tx.init(params),
-        rng=step_key,
-        loss_scale=DynamicLossScale.create() if precision == "float16" else None,
-    )
+    return _compile_once(lambda x, root: _state_from_key(model, tx, x, root, precision), sample_x, jax.random.PRNGKey(seed))
+
+
+def create_train_states(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seeds: Any,
+                        precision: str = "float32") -> TrainState:
+    """The states `create_train_state` makes for each of ``seeds``, stacked on a leading axis (for vmapped
+    ensembles): one vmapped program over the seeds' keys, so one compile whatever their number, and each
+    slice bitwise equal to ``create_train_state(..., seed)``."""
+    compute_dtype(precision)
+    roots = jnp.stack([jax.random.PRNGKey(int(seed)) for seed in seeds])
+    return _compile_once(lambda x, keys: jax.vmap(lambda root: _state_from_key(model, tx, x, root, precision))(keys),
+                         sample_x, roots)

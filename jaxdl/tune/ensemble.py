@@ -14,8 +14,8 @@ import numpy as np
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.train.loop import predict_in_order
-from jaxdl.train.state import TrainState, create_train_state
-from jaxdl.tune.stacked import StackedResult, fit_stacked, stack
+from jaxdl.train.state import TrainState, create_train_states
+from jaxdl.tune.stacked import StackedResult, fit_stacked
 
 
 def member_probabilities(model: Any, states: TrainState, x: jax.Array) -> jax.Array:
@@ -50,8 +50,7 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
     data = data if data is not None else load_dataset(config.data)
     exp = build_experiment(config, data=data)
     sample = jax.tree.map(lambda a: a[:1], data.train.x)
-    states = stack([create_train_state(exp.model, exp.tx, sample, config.seed + i, config.train.precision)
-                    for i in range(members)])
+    states = create_train_states(exp.model, exp.tx, sample, [config.seed + i for i in range(members)], config.train.precision)
     batch_size, seed = config.data.batch_size, config.data.seed
 
     def batches(epoch: int) -> Iterator[dict]:

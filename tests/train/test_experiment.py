@@ -4,12 +4,15 @@ initialisation compiled for speed gives the same values."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxdl.config import default_config
 from jaxdl.models.cnn import ConvNet
 from jaxdl.train.experiment import build_experiment
-from jaxdl.train.state import init_variables
+from jaxdl.train.state import create_train_state, create_train_states, init_variables
 
 
 def _shapes_config(**model):
@@ -46,3 +49,20 @@ def test_initialisation_compiled_for_speed_gives_bitwise_the_default_compilation
     default = default_init.compile(compiler_options={"xla_backend_optimization_level": "3"})(sample)
     assert jax.tree.structure(fast) == jax.tree.structure(default)
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default)))
+
+
+@settings(max_examples=2)  # each example compiles two inits
+@given(seeds=st.lists(st.integers(0, 2 ** 20), min_size=1, max_size=4), precision=st.sampled_from(["float32", "float16"]))
+def test_stacked_states_from_one_vmapped_init_equal_each_seeds_own_state(seeds, precision):
+    """`create_train_states` (one program over all seeds) slices bitwise into `create_train_state` per seed:
+    parameters, BatchNorm statistics, optimizer state, step key, loss scale."""
+    model = ConvNet(channels=(4,), dense=(8,), batch_norm=True, num_outputs=3)
+    tx, sample = optax.adam(1e-3), jnp.zeros((1, 8, 8, 1))
+    stacked = create_train_states(model, tx, sample, seeds, precision)
+    for i, seed in enumerate(seeds):
+        alone = create_train_state(model, tx, sample, seed, precision)
+        assert jax.tree.structure(alone) == jax.tree.structure(stacked)
+        assert all(np.array_equal(a, b[i]) for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(stacked)))
+    first_of_each_seed = sorted({seed: i for i, seed in reversed(list(enumerate(seeds)))}.values())
+    kernels = stacked.params["ConvBlock_0"]["Conv2D_0"]["kernel"]  # distinct seeds, distinct draws
+    assert all(not np.array_equal(kernels[i], kernels[j]) for i in first_of_each_seed for j in first_of_each_seed if i < j)
