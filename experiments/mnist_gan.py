@@ -15,13 +15,15 @@ def get_config():
     config = default_config()
     config.name = "mnist_gan"
     config.data.name = "mnist"
-    config.data.batch_size = 64  # twice the updates of 128 for the same compute: 44% confident samples against 40%
+    # Small batches: on this CPU an image costs the same at batch 16 as at 64, so 4x the updates for the same
+    # time; judged after 3 epochs: batch 64 37%, 32 50%, 16 58%, 8 58% (all at 2e-4; 16 at 4e-4: 60%).
+    config.data.batch_size = 16
     config.model = dict(name="gan", latent_dim=64, width=32, dropout_rate=0.0)  # dropout masks cost 17% of the step
     config.loss.name = "gan"
     config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 2e-4
+    config.optimizer.learning_rate = 4e-4  # DCGAN's 2e-4 learns slower in a 15-minute budget (3 epochs: 58% vs 60%)
     config.optimizer.b1 = 0.5  # DCGAN's Adam: a short memory of past gradients steadies the two-player game
-    config.train.num_epochs = 10  # 7,810 steps, 13.6 min on 2 cores: 61% confident samples (7 epochs 54%, 5 epochs 47%)
+    config.train.num_epochs = 8  # 25,000 steps, 12.7 min on 2 cores: 63% confident samples (flat at 63-66% from epoch 3)
     config.train.strategy = "jit"
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm
