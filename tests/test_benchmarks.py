@@ -37,3 +37,15 @@ def test_the_harness_times_all_implementations_and_fit_against_the_bare_step():
     assert row["jaxdl_vs_flax"] == pytest.approx(row["flax"]["ms"] / row["jaxdl"]["ms"])
     fit_row = fit_vs_step(WORKLOADS["mlp"], steps=4)
     assert fit_row["fit_ms"] > 0 and fit_row["fit_vs_step"] == pytest.approx(fit_row["bare_ms"] / fit_row["fit_ms"])
+
+
+def test_the_dropout_mask_benchmark_times_each_way_of_drawing_bits():
+    from benchmarks.dropout_masks import mask_functions, measure
+
+    times = measure((3, 5), repeats=1, blocks=1)
+    assert set(times) == {"flax_bernoulli", "rbg_bernoulli", "jaxdl_two_per_word"} and all(t > 0 for t in times.values())
+    x = jnp.arange(1.0, 16.0).reshape(3, 5)
+    for f in mask_functions((3, 5)).values():  # each one is inverted dropout: zeros, or x over its keep probability
+        y = np.asarray(f(jnp.int32(1), x))
+        kept = y != 0
+        np.testing.assert_allclose(y[kept] / np.asarray(x)[kept], y[kept][0] / np.asarray(x)[kept][0], rtol=1e-6)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.transformer import BlockStack, EncoderBlock, TransformerConfig, _block_args
 from jaxdl.nn.attention import padding_mask
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.embedding import check_token_ids
 from jaxdl.nn.sequence_pooling import pool_steps
 
@@ -59,7 +60,7 @@ class BertEncoder(TransformerConfig):
                  jnp.arange(ids.shape[1])[None, :])
              + nn.Embed(self.type_vocab_size, self.d_model, embedding_init=init, name="token_type_embeddings")(token_types))
         x = nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="embeddings_norm")(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         mask = padding_mask(valid) if valid is not None else None
         return BlockStack(EncoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat,
                           name="blocks")(x, mask, train=train)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxdl.nn.conv import Conv2D
 from jaxdl.nn.conv_transpose import ConvTranspose2D
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.normalization import batch_norm
 
 
@@ -49,7 +50,7 @@ class Discriminator(nn.Module):
         x = 2.0 * x - 1.0
         for width in (self.width, 2 * self.width):
             x = nn.leaky_relu(Conv2D(width, 4, 2, kernel_init="xavier_uniform")(x), 0.2)
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
 
 

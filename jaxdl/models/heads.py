@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxdl.nn.activations import get_activation
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.initializers import get_initializer
 
 
@@ -26,10 +27,10 @@ class DenseHead(nn.Module):
         x = x.reshape(x.shape[0], -1)
         for width in self.hidden_sizes:
             if self.dropout_rate:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = Dropout(self.dropout_rate, deterministic=not train)(x)
             x = act(nn.Dense(width, kernel_init=get_initializer("he_normal"))(x))
         if self.num_outputs is None:
             return x
         if self.dropout_rate:
-            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+            x = Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_outputs, kernel_init=get_initializer("xavier_uniform"))(x)

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 
 from jaxdl.nn.activations import get_activation
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.initializers import get_initializer
 from jaxdl.nn.normalization import batch_norm
 
@@ -38,5 +39,5 @@ class MLP(nn.Module):
                 x = batch_norm(train, self.batch_norm_axis)(x)
             x = act(x)
             if self.dropout_rate:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+                x = Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_outputs, kernel_init=get_initializer("xavier_uniform"))(x)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.conv import Conv2D
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.normalization import batch_norm
 
 # (expansion, kernel, stride, out channels, repeats) per stage.
@@ -125,7 +126,7 @@ class MobileNet(nn.Module):
         x = self.features(x, train)
         if self.num_outputs is None:
             return x
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         return nn.Dense(self.num_outputs, name="classifier")(x)
 
 

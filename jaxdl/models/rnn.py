@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.heads import DenseHead
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.embedding import TokenEmbedding, token_validity
 from jaxdl.nn.recurrent import StackedRNN
 from jaxdl.nn.sequence_pooling import pool_steps
@@ -96,7 +97,7 @@ class _RecurrentBody(nn.Module):
         if self.vocab_size is not None:
             inputs, valid = embed_tokens(x, self.vocab_size, self.embed_dim, self.pad_id)
             if self.dropout_rate:
-                inputs = nn.Dropout(self.dropout_rate, deterministic=not train)(inputs)
+                inputs = Dropout(self.dropout_rate, deterministic=not train)(inputs)
         else:
             inputs = series_features(as_series(x), self.frame_stride, self.differences, self.difference_scale)
             valid = jnp.ones(inputs.shape[:2], bool)
@@ -164,7 +165,7 @@ class SequenceTagger(nn.Module):
                                        self.dropout_rate, self.vocab_size, self.embed_dim, self.pad_id,
                                        name="body")(x, train)
         if self.dropout_rate:
-            outputs = nn.Dropout(self.dropout_rate, deterministic=not train)(outputs)
+            outputs = Dropout(self.dropout_rate, deterministic=not train)(outputs)
         return nn.Dense(self.num_outputs, name="head")(outputs)
 
 

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.sequence_pooling import pool_steps
 
 
@@ -61,5 +62,5 @@ class TransferClassifier(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         features = self.features(x, train)
         features = features.reshape(features.shape[0], -1)
-        features = nn.Dropout(self.head_dropout, deterministic=not train)(features)
+        features = Dropout(self.head_dropout, deterministic=not train)(features)
         return nn.Dense(self.num_outputs, name="head")(features)

@@ -23,6 +23,7 @@ from jaxdl.nn.attention import (
     combine_masks,
     padding_mask,
 )
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.embedding import TokenEmbedding, token_validity
 from jaxdl.nn.initializers import get_initializer
 from jaxdl.nn.position import make_positional_encoding
@@ -42,7 +43,7 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         init = get_initializer("xavier_uniform")
         h = get_activation(self.activation)(nn.Dense(self.mlp_dim, kernel_init=init, name="hidden")(x))
-        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+        h = Dropout(self.dropout_rate, deterministic=not train)(h)
         return nn.Dense(x.shape[-1], kernel_init=init, name="output")(h)
 
 
@@ -58,7 +59,7 @@ class _Residual(nn.Module):
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm placement {self.norm!r}; valid ones are {list(NORMS)}")
         layer_norm = nn.LayerNorm(epsilon=self.epsilon, name="norm")
-        drop = nn.Dropout(self.dropout_rate, deterministic=not train)
+        drop = Dropout(self.dropout_rate, deterministic=not train)
         if self.norm == "pre":
             return x + drop(sublayer(layer_norm(x)))
         return layer_norm(x + drop(sublayer(x)))
@@ -192,7 +193,7 @@ class Encoder(TransformerConfig):
         position = make_positional_encoding(self.positional, self.max_length)
         if position is not None:
             x = position(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         mask = padding_mask(valid) if valid is not None else None
         x = BlockStack(EncoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(x, mask, train=train)
         return nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="final_norm")(x) if self.norm == "pre" else x
@@ -210,7 +211,7 @@ class Decoder(TransformerConfig):
         position = make_positional_encoding(self.positional, self.max_length)
         if position is not None:
             x = position(x)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         self_mask = combine_masks(causal_mask(x.shape[1]), padding_mask(valid) if valid is not None else None)
         memory_mask = padding_mask(memory_valid) if memory_valid is not None else None
         x, _ = BlockStack(DecoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(

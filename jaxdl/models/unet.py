@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxdl.models.cnn import ConvBlock
 from jaxdl.nn.conv import Conv2D
 from jaxdl.nn.conv_transpose import ConvTranspose2D
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.pooling import get_pool
 
 UPSAMPLING = ("transpose", "resize")
@@ -59,7 +60,7 @@ class UNet(nn.Module):
             skips.append(x)
             x = get_pool("max")(x, 2)
         x = block(self.widths[-1])(x, train=train)
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = Dropout(self.dropout_rate, deterministic=not train)(x)
         for width, skip in zip(reversed(self.widths[:-1]), reversed(skips)):
             if self.upsample == "transpose":
                 x = ConvTranspose2D(width, 2, 2)(x)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.nn.activations import get_activation
+from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.initializers import get_initializer
 
 Carry = Any
@@ -192,7 +193,7 @@ class StackedRNN(nn.Module):
         carries = []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout_rate:
-                x = nn.Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{layer}")(x)
+                x = Dropout(self.dropout_rate, deterministic=not train, name=f"dropout_{layer}")(x)
             if self.bidirectional:
                 carry, x = Bidirectional(make_cell(self.cell, self.hidden_size, self.activation),
                                          make_cell(self.cell, self.hidden_size, self.activation),

@@ -1,0 +1,63 @@
+"""jaxdl's Dropout: the keep rate, unbiasedness and independence hold; identity outside training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxdl.nn.dropout import Dropout, dropout_mask, keep_threshold
+
+N = 200_001  # odd: the last word's second half is dropped
+
+
+def _sigmas(count: float, n: int, p: float) -> float:
+    return abs(count - n * p) / np.sqrt(n * p * (1 - p))
+
+
+@settings(max_examples=10)
+@given(rate=st.floats(0.01, 0.95), seed=st.integers(0, 2 ** 20))
+def test_the_mask_keeps_each_element_with_its_stated_probability_independently(rate, seed):
+    """Kept fraction within 5 sigma of the stated keep probability (itself within 2^-17 of 1 - rate); the
+    two elements decided by one 32-bit word are independent: both kept about keep^2 of the time."""
+    keep, probability = dropout_mask(jax.random.PRNGKey(seed), rate, (N,))
+    keep = np.asarray(keep)
+    assert keep.shape == (N,) and keep.dtype == bool
+    assert abs(probability - (1 - rate)) <= 2 ** -17
+    assert _sigmas(keep.sum(), N, probability) < 5
+    pairs = keep[: N - 1].reshape(-1, 2)
+    assert _sigmas(np.sum(pairs[:, 0] & pairs[:, 1]), len(pairs), probability ** 2) < 5
+    neighbours = keep[1:].reshape(-1, 2)  # across words too
+    assert _sigmas(np.sum(neighbours[:, 0] & neighbours[:, 1]), len(neighbours), probability ** 2) < 5
+
+
+@settings(max_examples=5)
+@given(rate=st.floats(0.05, 0.9), shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 99))
+def test_training_output_is_the_kept_inputs_over_the_keep_probability_and_its_gradient_the_mask(rate, shape, seed):
+    x = jax.random.normal(jax.random.PRNGKey(seed), shape)
+    rngs = {"dropout": jax.random.PRNGKey(seed + 1)}
+    layer = Dropout(rate)
+    y = layer.apply({}, x, deterministic=False, rngs=rngs)
+    probability = keep_threshold(rate) / 2 ** 16
+    kept = np.asarray(y) != 0  # the mask, read off the output (normal inputs are never exactly 0)
+    np.testing.assert_allclose(np.asarray(y)[kept], np.asarray(x)[kept] / probability, rtol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(layer.apply({}, v, deterministic=False, rngs=rngs)))(x)
+    np.testing.assert_allclose(np.asarray(grad), kept / probability, rtol=1e-6)
+    np.testing.assert_array_equal(layer.apply({}, x, deterministic=False, rngs=rngs), y)  # same key, same mask
+
+
+def test_the_layer_is_unbiased_and_the_identity_outside_training():
+    x = jnp.ones((N,))
+    y = Dropout(0.3).apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)})
+    assert abs(float(jnp.mean(y)) - 1.0) < 5 * np.sqrt(0.3 / 0.7 / N)
+    assert Dropout(0.3).apply({}, x, deterministic=True) is x
+    assert Dropout(0.0).apply({}, x, deterministic=False) is x
+    other = Dropout(0.3).apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)})
+    assert not np.array_equal(y, other)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
+def test_rates_outside_zero_to_one_are_refused(rate):
+    with pytest.raises(ValueError, match=r"dropout rate must lie in \[0, 1\)"):
+        keep_threshold(rate)
