@@ -64,22 +64,23 @@ def main() -> None:
     key = jax.random.PRNGKey(0)
     if "conv" in sections:
         print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}")
-    for b, side, cin, cout, k in LAYERS if "conv" in sections else []:
-        x = jax.random.normal(key, (b, side, side, cin))
-        w = jax.random.normal(key, (k, k, cin, cout))
-        row = _time_both(lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl), x, w)
-        _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row)
+        for b, side, cin, cout, k in LAYERS:
+            x = jax.random.normal(key, (b, side, side, cin))
+            w = jax.random.normal(key, (k, k, cin, cout))
+            row = _time_both(lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl), x, w)
+            _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row)
     if "depthwise" in sections:
         print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}")
-    for b, side, c, k, stride in DEPTHWISE_LAYERS if "depthwise" in sections else []:
-        x = jax.random.normal(key, (b, side, side, c))
-        w = jax.random.normal(key, (k, k, 1, c))
-        row = _time_both(lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True), x, w)
-        _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", row)
-    if "transposed" in sections:
-        print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
-              f"{'speed-up':>9s}  auto")
-    for b, side, cin, cout, k in TRANSPOSED_LAYERS if "transposed" in sections else []:
+        for b, side, c, k, stride in DEPTHWISE_LAYERS:
+            x = jax.random.normal(key, (b, side, side, c))
+            w = jax.random.normal(key, (k, k, 1, c))
+            row = _time_both(lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True), x, w)
+            _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", row)
+    if "transposed" not in sections:
+        return
+    print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
+          f"{'speed-up':>9s}  auto")
+    for b, side, cin, cout, k in TRANSPOSED_LAYERS:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
         row = _time_both(lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl), x, w)

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.dropout import dropout_mask
+from jaxdl.nn.dropout import dropout
 from jaxdl.nn.initializers import get_initializer
 
 
@@ -101,8 +101,7 @@ class MultiHeadAttention(nn.Module):
         weights = attention_weights(q, k, mask)
         self.sow("intermediates", "attention_weights", weights)
         if self.dropout_rate and train:
-            keep, probability = dropout_mask(self.make_rng("dropout"), self.dropout_rate, weights.shape)
-            weights = jnp.where(keep, weights / jnp.asarray(probability, weights.dtype), jnp.zeros_like(weights))
+            weights = dropout(weights, self.dropout_rate, self.make_rng("dropout"))
         outputs = jnp.einsum("bhqk,bhkd->bqhd", weights, v)  # [batch, queries, heads, head_dim]
         return nn.DenseGeneral(self.out_features or features, axis=(-2, -1), kernel_init=init,
                                use_bias=self.use_bias, name="out")(outputs)

@@ -34,7 +34,15 @@ def dropout_mask(key: jax.Array, rate: float, shape: Sequence[int]) -> tuple[jax
     size = math.prod(shape)
     words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
     halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(tuple(shape))
-    return halves < threshold, threshold / _LEVELS
+    # Compared as uint32: a threshold of 2^16 (keep everything, rates under 2^-17) does not fit in uint16.
+    return halves.astype(jnp.uint32) < jnp.uint32(threshold), threshold / _LEVELS
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout of ``x`` with a `dropout_mask` from ``key``: dropped elements are 0, kept ones are
+    divided by the mask's exact keep probability (so ``E[dropout(x)] = x``)."""
+    keep, probability = dropout_mask(key, rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(probability, x.dtype), jnp.zeros_like(x))
 
 
 class Dropout(nn.Module):
@@ -51,5 +59,4 @@ class Dropout(nn.Module):
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         if deterministic or self.rate == 0.0:
             return x
-        keep, probability = dropout_mask(self.make_rng(self.rng_collection), self.rate, x.shape)
-        return jnp.where(keep, x / jnp.asarray(probability, x.dtype), jnp.zeros_like(x))
+        return dropout(x, self.rate, self.make_rng(self.rng_collection))

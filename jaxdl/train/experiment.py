@@ -197,13 +197,8 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
         raise ValueError(f"train.generator_ema is the decay of the generator's moving average: 0 (off) or in (0, 1), "
                          f"e.g. 0.999; got {ema}")
     state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed, generator_ema=ema > 0)
-    # loss.label_smoothing is one-sided here: only the real images' target moves (1 -> 1 - smoothing).
-    smoothing = float(config.loss.label_smoothing)
-    if not 0.0 <= smoothing < 0.5:
-        raise ValueError(f"loss.label_smoothing of a GAN is one-sided (real images are scored against 1 - smoothing, "
-                         f"generated ones against 0): it must lie in [0, 0.5), e.g. 0.1; got {smoothing}")
-    real_label = 1.0 - smoothing
-    train_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None, real_label=real_label)
+    train_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None,
+                                     label_smoothing=float(config.loss.label_smoothing))  # one-sided here
     eval_step = make_gan_eval_step(model)
     configure_compilation_cache(config.train.compilation_cache_dir)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),

@@ -98,11 +98,11 @@ def _discriminate(model: GAN, params: Any, x: jax.Array, key: jax.Array | None) 
 
 
 def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: TrainState, real: jax.Array,
-                         mask: jax.Array, key: jax.Array, real_label: float = 1.0) -> tuple[TrainState, dict[str, jax.Array]]:
+                         mask: jax.Array, key: jax.Array, label_smoothing: float = 0.0) -> tuple[TrainState, dict[str, jax.Array]]:
     """One discriminator step on ``real`` images and as many generated ones; the generator's parameters,
-    optimizer state and BatchNorm statistics are left exactly as they were. ``real_label < 1`` is one-sided
-    label smoothing (Salimans et al., 2016): real images are scored against that target, generated ones
-    against 0, so the discriminator is not rewarded for ever more extreme logits on real images."""
+    optimizer state and BatchNorm statistics are left exactly as they were. ``label_smoothing`` is one-sided
+    (Salimans et al., 2016): real images are scored against ``1 - label_smoothing``, generated ones against 0,
+    so the discriminator is not rewarded for ever more extreme logits on real images."""
     z_key, real_key, fake_key = jax.random.split(key, 3)
     z = jax.random.normal(z_key, (real.shape[0], model.latent_dim), real.dtype)
     fake, _ = _generate(model, state, state.params, z, train=True)  # statistics kept only in the generator update
@@ -112,7 +112,7 @@ def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: Tr
         params = {**state.params, "discriminator": d_params}
         real_logits = _discriminate(model, params, real, real_key)
         fake_logits = _discriminate(model, params, fake, fake_key)
-        per_image = _bce_real(real_logits, real_label) + _bce_fake(fake_logits)
+        per_image = _bce_real(real_logits, 1.0 - label_smoothing) + _bce_fake(fake_logits)
         return _masked_mean(per_image, mask), (per_image, real_logits, fake_logits)
 
     (_, (per_image, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["discriminator"])
@@ -150,23 +150,23 @@ def update_generator_ema(state: TrainState, decay: float) -> TrainState:
 def make_gan_train_step(model: GAN, tx_generator: optax.GradientTransformation,
                         tx_discriminator: optax.GradientTransformation,
                         ema_decay: float | None = None,
-                        real_label: float = 1.0) -> Callable[[TrainState, dict], tuple[TrainState, GANMetrics]]:
+                        label_smoothing: float = 0.0) -> Callable[[TrainState, dict], tuple[TrainState, GANMetrics]]:
     """``train_step(state, batch) -> (state, GANMetrics)``: a discriminator update on ``batch["x"]`` (real images
-    in ``[0, 1]``; labels, if any, are ignored; real images scored against ``real_label``, see
+    in ``[0, 1]``; labels, if any, are ignored; one-sided ``label_smoothing``, see
     `discriminator_update`), then a generator update, then (with ``ema_decay``, for a state made with
     ``generator_ema=True``) the average generator's update. Keys derive from ``fold_in(state.rng, state.step)``,
     so a run is reproducible bit for bit."""
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie in (0, 1) (e.g. 0.999), got {ema_decay}")
-    if not 0.5 < real_label <= 1.0:
-        raise ValueError(f"real_label is the discriminator's target for real images: in (0.5, 1] (1 = no smoothing, "
-                         f"0.9 = one-sided label smoothing), got {real_label}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing of a GAN is one-sided (real images are scored against 1 - label_smoothing, "
+                         f"generated ones against 0): it must lie in [0, 0.5), e.g. 0.1; got {label_smoothing}")
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, GANMetrics]:
         real = batch["x"]
         mask = _as_mask(batch.get("mask"), real.shape[0])
         d_key, g_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
-        state, judged = discriminator_update(model, tx_discriminator, state, real, mask, d_key, real_label)
+        state, judged = discriminator_update(model, tx_discriminator, state, real, mask, d_key, label_smoothing)
         state, g_loss = generator_update(model, tx_generator, state, real.shape[0], g_key)
         if ema_decay is not None:
             if EMA not in state.params:

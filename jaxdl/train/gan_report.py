@@ -86,8 +86,3 @@ class JudgeEachEpoch:
     def close(self) -> None:
         """Nothing to flush (each verdict is appended at once)."""
 
-
-def judge_samples(model: GAN, state: TrainState, judge_workdir: str | pathlib.Path, count: int = 1000,
-                  confidence: float = 0.9, seed: int = 1) -> dict[str, Any]:
-    """`SampleJudge`'s verdict on ``state``'s samples, for one judgement."""
-    return SampleJudge(judge_workdir, count, confidence, seed)(model, state)

@@ -127,23 +127,24 @@ def test_the_smoothed_real_loss_is_binary_cross_entropy_against_the_target(logit
 
 
 @settings(max_examples=3)
-@given(seed=st.integers(0, 2 ** 16), real_label=st.floats(0.6, 0.95))
-def test_one_sided_smoothing_moves_only_the_real_images_target(seed, real_label):
-    """From the same state and key, the per-image discriminator loss with target ``t`` minus the one with
-    target 1 is ``(1 - t) * real_logit`` (generated images' term unchanged): its sign is the discriminator's
+@given(seed=st.integers(0, 2 ** 16), label_smoothing=st.floats(0.05, 0.4))
+def test_one_sided_smoothing_moves_only_the_real_images_target(seed, label_smoothing):
+    """From the same state and key, the per-image discriminator loss with real target ``t = 1 - smoothing``
+    minus the one with target 1 is ``(1 - t) * real_logit`` (generated images' term unchanged): its sign is the discriminator's
     verdict on each real image."""
     real = jax.random.uniform(jax.random.PRNGKey(seed), (5, 8, 8, 1))
     key, mask = jax.random.PRNGKey(seed + 1), jnp.ones(5, bool)
     _, plain = discriminator_update(MODEL, TX_D, _state(), real, mask, key)
-    _, smoothed = discriminator_update(MODEL, TX_D, _state(), real, mask, key, real_label)
+    _, smoothed = discriminator_update(MODEL, TX_D, _state(), real, mask, key, label_smoothing)
     difference = np.asarray(smoothed["d_loss"]) - np.asarray(plain["d_loss"])
     assert np.all(np.abs(difference) > 0)
     np.testing.assert_array_equal(difference > 0, np.asarray(plain["real_correct"]))
 
 
 def test_bad_label_smoothing_is_explained():
-    with pytest.raises(ValueError, match=r"real_label .* in \(0.5, 1\]"):
-        make_gan_train_step(MODEL, TX_G, TX_D, real_label=0.4)
+    for bad in (-0.1, 0.5):
+        with pytest.raises(ValueError, match=r"one-sided .* must lie in \[0, 0.5\)"):
+            make_gan_train_step(MODEL, TX_G, TX_D, label_smoothing=bad)
 
 
 @settings(max_examples=4)
