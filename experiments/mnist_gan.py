@@ -18,12 +18,18 @@ def get_config():
     # Small batches: on this CPU an image costs the same at batch 16 as at 64, so 4x the updates for the same
     # time; judged after 3 epochs: batch 64 37%, 32 50%, 16 58%, 8 58% (all at 2e-4; 16 at 4e-4: 60%).
     config.data.batch_size = 16
-    config.model = dict(name="gan", latent_dim=64, width=32, dropout_rate=0.0)  # dropout masks cost 17% of the step
+    # A dense hidden layer in each half (InfoGAN's MNIST networks) lets the generator lay out a digit's global
+    # shape and the discriminator judge it (without one its logit is a linear sum of local features): judged
+    # after 3 epochs, 77% confident with 256 units against 60% without (512 units: 74%), for 21% more time a step.
+    # With them the generator under-draws some digits (7 epochs: 82% confident, but 2s and 8s 3.3% of those):
+    # the discriminator also sees its batch's spread (ProGAN's minibatch standard deviation).
+    config.model = dict(name="gan", latent_dim=64, width=32, hidden_units=256, minibatch_std=True,
+                        dropout_rate=0.0)  # dropout masks cost 17% of the step
     config.loss.name = "gan"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 4e-4  # DCGAN's 2e-4 learns slower in a 15-minute budget (3 epochs: 58% vs 60%)
     config.optimizer.b1 = 0.5  # DCGAN's Adam: a short memory of past gradients steadies the two-player game
-    config.train.num_epochs = 8  # 25,000 steps, 12.7 min on 2 cores: 63% confident samples (flat at 63-66% from epoch 3)
+    config.train.num_epochs = 7  # 21,875 steps, what fits 15 minutes on 2 cores
     config.train.strategy = "jit"
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm

@@ -92,9 +92,10 @@ def _generate(model: GAN, state: TrainState, params: Any, z: jax.Array, train: b
     return images, updates["batch_stats"]
 
 
-def _discriminate(model: GAN, params: Any, x: jax.Array, key: jax.Array | None) -> jax.Array:
+def _discriminate(model: GAN, params: Any, x: jax.Array, key: jax.Array | None, mask: jax.Array | None = None) -> jax.Array:
     rngs = {"dropout": key} if key is not None else {}
-    return model.apply({"params": _model_params(params)}, x, train=key is not None, method=GAN.discriminate, rngs=rngs)
+    return model.apply({"params": _model_params(params)}, x, train=key is not None, mask=mask, method=GAN.discriminate,
+                       rngs=rngs)
 
 
 def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: TrainState, real: jax.Array,
@@ -110,8 +111,8 @@ def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: Tr
 
     def loss_fn(d_params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         params = {**state.params, "discriminator": d_params}
-        real_logits = _discriminate(model, params, real, real_key)
-        fake_logits = _discriminate(model, params, fake, fake_key)
+        real_logits = _discriminate(model, params, real, real_key, mask)
+        fake_logits = _discriminate(model, params, fake, fake_key, mask)
         per_image = _bce_real(real_logits, 1.0 - label_smoothing) + _bce_fake(fake_logits)
         return _masked_mean(per_image, mask), (per_image, real_logits, fake_logits)
 
@@ -191,8 +192,8 @@ def make_gan_eval_step(model: GAN) -> Callable[[TrainState, dict], GANMetrics]:
         mask = _as_mask(batch.get("mask"), real.shape[0])
         z = jax.random.normal(jax.random.PRNGKey(0), (real.shape[0], model.latent_dim), real.dtype)
         fake, _ = _generate(model, state, state.params, z, train=False)
-        real_logits = _discriminate(model, state.params, real, None)
-        fake_logits = _discriminate(model, state.params, fake, None)
+        real_logits = _discriminate(model, state.params, real, None, mask)
+        fake_logits = _discriminate(model, state.params, fake, None, mask)
         return GANMetrics(
             d_loss_sum=jnp.sum(jnp.where(mask, _bce_real(real_logits) + _bce_fake(fake_logits), 0.0)),
             g_loss_sum=jnp.sum(jnp.where(mask, _bce_real(fake_logits), 0.0)),

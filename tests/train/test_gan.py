@@ -31,29 +31,37 @@ def _equal(a, b) -> bool:
     return all(jax.tree.leaves(jax.tree.map(np.array_equal, jax.device_get(a), jax.device_get(b))))
 
 
+HIDDEN_MODEL = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, hidden_units=6)  # a BatchNorm'd dense layer in G, one in D
+
+
 @functools.cache
-def _initial_state():
-    return create_gan_state(MODEL, TX_G, TX_D, jnp.zeros((2, 8, 8, 1)), 0)
+def _initial_state(model=MODEL):
+    return create_gan_state(model, TX_G, TX_D, jnp.zeros((2, 8, 8, 1)), 0)
 
 
-def _state():
-    return jax.tree.map(jnp.copy, _initial_state())  # the compiled steps donate their input
+def _state(model=MODEL):
+    return jax.tree.map(jnp.copy, _initial_state(model))  # the compiled steps donate their input
 
 
-_d_update = jax.jit(lambda s, real, key: discriminator_update(MODEL, TX_D, s, real, jnp.ones(real.shape[0], bool), key))
-_g_update = jax.jit(lambda s, key: generator_update(MODEL, TX_G, s, 3, key))
+@functools.cache
+def _updates(model):
+    d_update = jax.jit(lambda s, real, key: discriminator_update(model, TX_D, s, real, jnp.ones(real.shape[0], bool), key))
+    g_update = jax.jit(lambda s, key: generator_update(model, TX_G, s, 3, key))
+    return d_update, g_update
 
 
+@pytest.mark.parametrize("model", [MODEL, HIDDEN_MODEL], ids=["dcgan", "hidden_dense"])
 @settings(max_examples=3)  # every example reuses the two compiled updates
 @given(seed=st.integers(0, 2 ** 16))
-def test_each_update_leaves_the_other_half_bitwise_unchanged(seed):
-    state = _state()
+def test_each_update_leaves_the_other_half_bitwise_unchanged(model, seed):
+    d_update, g_update = _updates(model)
+    state = _state(model)
     real = jax.random.uniform(jax.random.PRNGKey(seed), (3, 8, 8, 1))
-    after_d, _ = _d_update(state, real, jax.random.PRNGKey(seed + 1))
+    after_d, _ = d_update(state, real, jax.random.PRNGKey(seed + 1))
     assert _equal(after_d.params["generator"], state.params["generator"])
     assert _equal(after_d.opt_state["generator"], state.opt_state["generator"]) and _equal(after_d.batch_stats, state.batch_stats)
     assert not _equal(after_d.params["discriminator"], state.params["discriminator"])
-    after_g, _ = _g_update(after_d, jax.random.PRNGKey(seed + 2))
+    after_g, _ = g_update(after_d, jax.random.PRNGKey(seed + 2))
     assert _equal(after_g.params["discriminator"], after_d.params["discriminator"])
     assert _equal(after_g.opt_state["discriminator"], after_d.opt_state["discriminator"])
     assert not _equal(after_g.params["generator"], after_d.params["generator"])
@@ -161,3 +169,67 @@ def test_each_half_can_have_its_own_width(generator_width, discriminator_width):
     only_g = jax.eval_shape(GAN(image_shape=(8, 8, 1), latent_dim=4, width=3, generator_width=generator_width).init,
                             jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"]
     assert only_g["discriminator"]["Conv2D_0"]["kernel"].shape[-1] == 3
+
+
+@settings(max_examples=4)
+@given(hidden_units=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
+def test_hidden_dense_layers_sit_between_the_noise_and_the_maps_and_before_the_logit(hidden_units, seed):
+    """``hidden_units`` adds one dense layer to each half (InfoGAN's MNIST networks): in the generator from the
+    latent to ``hidden_units`` features (BatchNorm, ReLU) before the projection to the smallest maps, in the
+    discriminator from the flattened maps to ``hidden_units`` features (leaky ReLU) before the logit; 0 adds none.
+    The latent reaches the image only through the hidden layer: with its kernel zeroed every sample is the same."""
+    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=3, hidden_units=hidden_units)
+    variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((2, 8, 8, 1)))
+    g, d = variables["params"]["generator"], variables["params"]["discriminator"]
+    assert g["Dense_0"]["kernel"].shape == (4, hidden_units) and g["Dense_1"]["kernel"].shape == (hidden_units, 2 * 2 * 6)
+    assert d["Dense_0"]["kernel"].shape == (2 * 2 * 6, hidden_units) and d["Dense_1"]["kernel"].shape == (hidden_units, 1)
+    plain = GAN(image_shape=(8, 8, 1), latent_dim=4, width=3).init(jax.random.PRNGKey(seed), jnp.zeros((2, 8, 8, 1)))
+    assert "Dense_1" not in plain["params"]["generator"] and "Dense_1" not in plain["params"]["discriminator"]
+    z = jax.random.normal(jax.random.PRNGKey(seed + 1), (5, 4))
+    images = model.apply(variables, z, method=GAN.generate)
+    assert images.shape == (5, 8, 8, 1) and bool(jnp.all((images >= 0) & (images <= 1)))
+    assert float(jnp.max(jnp.abs(images - images[:1]))) > 0
+    cut = jax.tree.map(lambda a: a, variables)
+    cut["params"]["generator"]["Dense_0"]["kernel"] = jnp.zeros_like(g["Dense_0"]["kernel"])
+    same = model.apply(cut, z, method=GAN.generate)
+    np.testing.assert_array_equal(np.asarray(same), np.broadcast_to(np.asarray(same[:1]), same.shape))
+    logits = model.apply(variables, images, method=GAN.discriminate)
+    assert logits.shape == (5,) and bool(jnp.all(jnp.isfinite(logits)))
+    with pytest.raises(ValueError, match="hidden_units is the size of a dense hidden layer .* got -1"):
+        GAN(image_shape=(8, 8, 1), latent_dim=4, width=3, hidden_units=-1).init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+
+
+@settings(max_examples=8)
+@given(batch=st.integers(1, 6), padded=st.integers(0, 3), channels=st.integers(1, 4), seed=st.integers(0, 2 ** 16))
+def test_minibatch_std_is_the_mean_feature_spread_of_the_real_examples_only(batch, padded, channels, seed):
+    """The appended channel equals a float64 NumPy standard deviation over the valid examples (population
+    std per feature and position, averaged), is the same at every position of every example, and the
+    padded rows (mask False, filled with garbage) change nothing; the other channels pass through."""
+    from jaxdl.models.gan import minibatch_std
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch + padded, 3, 2, channels)).astype(np.float32)
+    x[batch:] = rng.normal(size=x[batch:].shape) * 1e3
+    mask = np.arange(batch + padded) < batch
+    out = np.asarray(minibatch_std(jnp.asarray(x), jnp.asarray(mask)))
+    expected = np.mean(np.sqrt(np.var(x[:batch].astype(np.float64), axis=0) + 1e-8))
+    np.testing.assert_allclose(out[..., -1], expected, rtol=1e-5)
+    np.testing.assert_array_equal(out[..., :-1], x)
+    copies = np.broadcast_to(x[:1], x.shape)  # a collapsed batch: no spread at all
+    assert float(np.asarray(minibatch_std(jnp.asarray(copies)))[0, 0, 0, -1]) < 1e-3
+
+
+def test_the_discriminator_sees_its_batchs_spread_with_minibatch_std():
+    """With ``minibatch_std`` the logit of one image depends on the rest of its batch (and not on masked rows);
+    without it, it does not."""
+    real = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 1))
+    others = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1))
+    for spread in (True, False):
+        model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, minibatch_std=spread)
+        variables = model.init(jax.random.PRNGKey(2), real)
+        score = lambda x, mask=None: model.apply(variables, x, mask=mask, method=GAN.discriminate)[0]  # noqa: E731
+        mixed = real.at[1:].set(others[1:])
+        assert (float(score(real)) != float(score(mixed))) == spread
+        mask = jnp.array([True, True, False, False])
+        garbage = real.at[2:].set(others[2:])
+        assert float(score(real, mask)) == float(score(garbage, mask))
