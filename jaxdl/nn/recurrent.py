@@ -1,9 +1,7 @@
 """Recurrent cells and a layer that runs any of them over time with ``scan``.
 
 A cell maps ``(carry, x_t) -> (carry, h_t)`` for one time step; `RNN` scans it over ``[batch, time, features]``
-with `flax.linen.scan` (one compiled step body, whatever the length), never a Python loop. The input half of
-every gate does not depend on the previous step, so `RNN` computes it for all steps in one large matmul
-(``cell.project``) and the scan runs only the recurrent half (``cell.step``). With ``lengths``
+with `flax.linen.scan` (one compiled step body, whatever the length), never a Python loop. With ``lengths``
 the padded steps of each sequence leave its state unchanged and output zeros, so the final carry is the state
 at each sequence's true end.
 """
@@ -24,30 +22,17 @@ Carry = Any
 
 
 class SimpleRNNCell(nn.Module):
-    """The course's recurrent cell: ``h_t = g(W_h h_{t-1} + W_x x_t + b)``, ``g`` chosen by name (tanh).
-
-    Like every cell here it splits into ``project(x)`` (the input term ``W_x x + b``, for any number of
-    leading axes) and ``step(carry, projected_t)`` (the recurrence); ``cell(carry, x_t)`` is both.
-    """
+    """The course's recurrent cell: ``h_t = g(W_h h_{t-1} + W_x x_t + b)``, ``g`` chosen by name (tanh)."""
 
     hidden_size: int
     activation: str = "tanh"
 
-    def setup(self) -> None:
-        self.input = nn.Dense(self.hidden_size, kernel_init=get_initializer("xavier_uniform"))
-        self.recurrent = nn.Dense(self.hidden_size, use_bias=False, kernel_init=jax.nn.initializers.orthogonal())
-
-    def project(self, x: jax.Array) -> jax.Array:
-        """``W_x x + b`` over the last axis of ``x`` (every time step at once)."""
-        return self.input(x)
-
-    def step(self, h: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One time step from the projected input ``projected: [batch, hidden]``."""
-        h = get_activation(self.activation)(self.recurrent(h) + projected)
-        return h, h
-
+    @nn.compact
     def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.step(h, self.project(x))
+        w_x = nn.Dense(self.hidden_size, kernel_init=get_initializer("xavier_uniform"), name="input")
+        w_h = nn.Dense(self.hidden_size, use_bias=False, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")
+        h = get_activation(self.activation)(w_h(h) + w_x(x))
+        return h, h
 
     def initial_carry(self, batch: int) -> jax.Array:
         """Zeros ``[batch, hidden_size]``."""
@@ -59,32 +44,21 @@ class LSTMCell(nn.Module):
 
     ``i, f, o = sigmoid(W_* x + U_* h + b_*)``, ``g = tanh(W_g x + U_g h + b_g)``, ``c' = f c + i g``,
     ``h' = o tanh(c')``. The carry is ``(c, h)``; the forget-gate bias starts at 1 so memory is kept early on.
-    ``project(x)`` is the input term ``W x + b`` of all four gates, ``step(carry, projected_t)`` the rest.
     """
 
     hidden_size: int
 
-    def setup(self) -> None:
+    @nn.compact
+    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+        c, h = carry
         n = self.hidden_size
         forget_bias = lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype).at[n:2 * n].set(1.0)  # noqa: E731
-        self.input = nn.Dense(4 * n, bias_init=forget_bias, kernel_init=get_initializer("xavier_uniform"))
-        self.recurrent = nn.Dense(4 * n, use_bias=False, kernel_init=jax.nn.initializers.orthogonal())
-
-    def project(self, x: jax.Array) -> jax.Array:
-        """The four gates' input terms ``[..., 4 * hidden]`` (every time step at once)."""
-        return self.input(x)
-
-    def step(self, carry: tuple[jax.Array, jax.Array], projected: jax.Array
-             ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        """One time step from the projected input ``projected: [batch, 4 * hidden]``."""
-        c, h = carry
-        i, f, g, o = jnp.split(projected + self.recurrent(h), 4, axis=-1)
+        gates = (nn.Dense(4 * n, bias_init=forget_bias, kernel_init=get_initializer("xavier_uniform"), name="input")(x)
+                 + nn.Dense(4 * n, use_bias=False, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")(h))
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return (c, h), h
-
-    def __call__(self, carry: tuple[jax.Array, jax.Array], x: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        return self.step(carry, self.project(x))
 
     def initial_carry(self, batch: int) -> tuple[jax.Array, jax.Array]:
         """Zero cell and hidden states, each ``[batch, hidden_size]``."""
@@ -95,31 +69,22 @@ class GRUCell(nn.Module):
     """Gated recurrent unit: reset gate ``r``, update gate ``z``.
 
     ``r, z = sigmoid(W_* x + U_* h + b_*)``, ``n = tanh(W_n x + b_n + r * (U_n h + b_hn))``,
-    ``h' = (1 - z) n + z h``. ``project(x)`` is the input terms ``W x + b``, ``step(h, projected_t)`` the rest.
+    ``h' = (1 - z) n + z h``.
     """
 
     hidden_size: int
 
-    def setup(self) -> None:
+    @nn.compact
+    def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         n = self.hidden_size
-        self.input = nn.Dense(3 * n, kernel_init=get_initializer("xavier_uniform"))
-        self.recurrent = nn.Dense(3 * n, kernel_init=jax.nn.initializers.orthogonal())
-
-    def project(self, x: jax.Array) -> jax.Array:
-        """The input terms of the reset, update and candidate ``[..., 3 * hidden]`` (every time step at once)."""
-        return self.input(x)
-
-    def step(self, h: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One time step from the projected input ``projected: [batch, 3 * hidden]``."""
-        xr, xz, xn = jnp.split(projected, 3, axis=-1)
-        hr, hz, hn = jnp.split(self.recurrent(h), 3, axis=-1)
+        wx = nn.Dense(3 * n, kernel_init=get_initializer("xavier_uniform"), name="input")(x)
+        uh = nn.Dense(3 * n, kernel_init=jax.nn.initializers.orthogonal(), name="recurrent")(h)
+        xr, xz, xn = jnp.split(wx, 3, axis=-1)
+        hr, hz, hn = jnp.split(uh, 3, axis=-1)
         r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
         candidate = jnp.tanh(xn + r * hn)
         h = (1.0 - z) * candidate + z * h
         return h, h
-
-    def __call__(self, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.step(h, self.project(x))
 
     def initial_carry(self, batch: int) -> jax.Array:
         """Zeros ``[batch, hidden_size]``."""
@@ -130,10 +95,9 @@ CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 
 
 def _masked_step(cell: nn.Module, carry: Carry, inputs: tuple[jax.Array, jax.Array]) -> tuple[Carry, jax.Array]:
-    """One time step of ``cell`` (from its projected input) that keeps the carry and outputs zeros where
-    ``valid`` is False."""
-    projected, valid = inputs
-    new_carry, y = cell.step(carry, projected)
+    """One time step of ``cell`` that keeps the carry and outputs zeros where ``valid`` is False."""
+    x, valid = inputs
+    new_carry, y = cell(carry, x)
     keep = lambda new, old: jnp.where(valid[:, None], new, old)  # noqa: E731
     return jax.tree.map(keep, new_carry, carry), jnp.where(valid[:, None], y, 0.0)
 
@@ -164,13 +128,10 @@ class RNN(nn.Module):
         if self.reverse:
             x = _reverse_valid(x, lengths)
         carry = self.cell.initial_carry(batch) if initial_carry is None else initial_carry
-        # The input term of every step in one matmul over [batch * time, features] (cuDNN's split): only the
-        # recurrent matmul, which needs the previous step, stays in the loop.
-        projected = self.cell.project(x)
         # The lifted scan shares the cell's parameters across steps and compiles one step body.
         scan = nn.scan(_masked_step, variable_broadcast="params", split_rngs={"params": False, "dropout": True},
                        in_axes=1, out_axes=1)
-        carry, outputs = scan(self.cell, carry, (projected, valid))
+        carry, outputs = scan(self.cell, carry, (x, valid))
         if self.reverse:
             outputs = _reverse_valid(outputs, lengths)
         return carry, outputs
