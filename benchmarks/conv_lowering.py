@@ -5,7 +5,8 @@ kernel) of `jaxdl.nn.conv.conv2d` with ``implementation="xla"`` and ``"patches"`
 speed-up xla/patches. Then the same for depthwise convolutions (EfficientNet-Lite0's layers on 96x96
 inputs, batch 50: XLA's grouped convolution against weighted shifted views), and for transposed
 convolutions (the U-Net's 2x2 and the DCGAN's 4x4 stride-2 layers: XLA's convolution of the dilated input
-against `jaxdl.nn.conv_transpose`'s stride phases, with what ``"auto"`` picks). Run:
+against `jaxdl.nn.conv_transpose`'s stride phases). Each row ends with what ``"auto"`` picks on this machine
+(`jaxdl.nn.autotune` measures it once and caches it; with ``JAXDL_AUTOTUNE=0``, the fixed rule). Run:
 ``python -m benchmarks.conv_lowering [--sections conv,depthwise,transposed]``.
 """
 
@@ -26,6 +27,7 @@ LAYERS = [  # (batch, image side, in channels, out channels, kernel)
     (128, 28, 1, 16, 3), (128, 14, 16, 32, 3), (128, 7, 32, 64, 3),
     (128, 28, 1, 32, 3), (128, 14, 32, 64, 3), (128, 28, 32, 32, 3),
     (128, 28, 1, 6, 5), (128, 14, 6, 16, 5),
+    (128, 32, 16, 16, 3), (128, 16, 32, 32, 3), (128, 8, 64, 64, 3),  # ResNet-20's three stages
 ]
 DEPTHWISE_LAYERS = [  # (batch, image side, channels, kernel, stride)
     (50, 48, 96, 3, 2), (50, 24, 144, 3, 1), (50, 24, 144, 5, 2), (50, 12, 240, 5, 1), (50, 6, 480, 3, 1),
@@ -63,19 +65,19 @@ def main() -> None:
           f"backend {jax.default_backend()}, {jax.device_count()} device(s)")
     key = jax.random.PRNGKey(0)
     if "conv" in sections:
-        print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}")
+        print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}  auto")
         for b, side, cin, cout, k in LAYERS:
             x = jax.random.normal(key, (b, side, side, cin))
             w = jax.random.normal(key, (k, k, cin, cout))
-            row = _time_both(lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl), x, w)
-            _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row)
+            conv = lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl)  # noqa: E731
+            _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", _time_both(conv, x, w), _picked(conv, x, w))
     if "depthwise" in sections:
-        print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}")
+        print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}  auto")
         for b, side, c, k, stride in DEPTHWISE_LAYERS:
             x = jax.random.normal(key, (b, side, side, c))
             w = jax.random.normal(key, (k, k, 1, c))
-            row = _time_both(lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True), x, w)
-            _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", row)
+            conv = lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True)  # noqa: E731
+            _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", _time_both(conv, x, w), _picked(conv, x, w, "shifts"))
     if "transposed" not in sections:
         return
     print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
@@ -83,10 +85,13 @@ def main() -> None:
     for b, side, cin, cout, k in TRANSPOSED_LAYERS:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
-        row = _time_both(lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl), x, w)
-        auto_program = str(jax.make_jaxpr(lambda x, w: conv_transpose2d(x, w, 2, "SAME"))(x, w))
-        picked = "xla" if "conv_general_dilated" in auto_program else "phases"
-        _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", row, picked)
+        conv = lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl)  # noqa: E731
+        _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", _time_both(conv, x, w), _picked(conv, x, w, "phases"))
+
+
+def _picked(conv, x: jax.Array, w: jax.Array, other: str = "patches") -> str:
+    """Which lowering ``implementation="auto"`` traces to here: XLA's convolution, or ``other``."""
+    return "xla" if "conv_general_dilated" in str(jax.make_jaxpr(lambda x, w: conv(x, w, "auto"))(x, w)) else other
 
 
 def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float]]:

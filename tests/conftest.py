@@ -24,6 +24,10 @@ jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 # Pretrained imports go to a session cache, never the user's ~/.cache.
 os.environ["JAXDL_CACHE"] = os.path.join(_CACHE, "jaxdl")
+# "auto" convolutions take the fixed rule instead of timing each shape (jaxdl.nn.autotune): timings taken
+# under a parallel suite are noise, and the choice must not vary between runs; tests/nn/test_autotune.py
+# turns it on where it is the subject.
+os.environ.setdefault("JAXDL_AUTOTUNE", "0")
 # Subprocess tests (multi-host, SIGKILL and resume) share it through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"

@@ -6,19 +6,23 @@ with channels the sum also runs over input channels, and ``stride`` and ``paddin
 
 Two lowerings compute the same sum. ``"xla"`` is the backend's native convolution. ``"patches"`` gathers
 the ``kh*kw`` shifted views of the image side by side (im2col by slicing) and does one matmul; its
-gradients are a matmul and pads/adds of slices. On XLA:CPU the native convolution's backward pass is slow,
-and patches train 1.1-4x faster per layer (measured on a 2-core AVX2 machine, see benchmarks/RESULTS.md),
-so ``"auto"`` picks patches on CPU and keeps native convolutions on GPU/TPU.
+gradients are a matmul and pads/adds of slices. Which trains faster on XLA:CPU depends on the CPU and the
+shape: patches won on every layer of a 2-core AVX2 EPYC (1.1-5x), while an AVX-512 Xeon runs XLA's own
+convolution faster on the wide ones (benchmarks/RESULTS.md). So ``"auto"`` keeps native convolutions on
+GPU/TPU and, on CPU, times both for each shape once per machine (`jaxdl.nn.autotune`; patches when measuring
+is off).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn import autotune
 from jaxdl.nn.initializers import Initializer, get_initializer
 
 Padding = str | int | Sequence[tuple[int, int]]
@@ -108,7 +112,8 @@ def conv2d(
     ``depthwise`` convolves each channel with its own filter (``kernel: [kh, kw, 1, in]``, out = in): the
     ``kh*kw`` shifted views are weighted and summed, which XLA:CPU runs 6-15x faster than its grouped
     convolution (benchmarks/RESULTS.md). ``implementation`` is ``"xla"``, ``"patches"`` or ``"auto"``
-    (patches on CPU, native elsewhere); all give the same values up to float summation order.
+    (native on GPU/TPU; on CPU the faster of the two for this shape, measured once per machine by
+    `jaxdl.nn.autotune`); all give the same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; got {x.shape} and {kernel.shape}")
@@ -128,15 +133,26 @@ def conv2d(
         if padded < span:
             raise ValueError(f"conv2d: input {name} {x.shape[1 + axis]} (padded to {padded}) is smaller than the "
                              f"kernel span {span}; use padding='SAME', a smaller kernel or larger inputs")
+    lowerings = {
+        "xla": functools.partial(_conv2d_xla, strides=strides, padding=pad, dilation=dilation, depthwise=depthwise),
+        "patches": functools.partial(_depthwise_shifts if depthwise else _conv2d_patches, strides=strides,
+                                     padding=pad, dilation=dilation),
+    }
     if implementation == "auto":
-        implementation = "patches" if jax.default_backend() == "cpu" else "xla"
-    if implementation == "patches":
-        return (_depthwise_shifts if depthwise else _conv2d_patches)(x, kernel, strides, pad, dilation)
+        if jax.default_backend() != "cpu":
+            implementation = "xla"
+        else:
+            params = (strides, pad if isinstance(pad, str) else tuple(map(tuple, pad)), dilation, depthwise)
+            implementation = autotune.fastest("conv2d", lowerings, (x, kernel), params, default="patches")
+    return lowerings[implementation](x, kernel)
+
+
+def _conv2d_xla(x, kernel, strides, padding, dilation, depthwise):
     return jax.lax.conv_general_dilated(
         x,
         kernel,
         window_strides=strides,
-        padding=pad,
+        padding=padding,
         rhs_dilation=dilation,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=x.shape[-1] if depthwise else 1,

@@ -11,10 +11,11 @@ All phases share one window of the input, so they run as a single stride-1 patch
 followed by a depth-to-space interleave. For the DCGAN's 4x4 stride-2 layers that is 36 instead of 64
 multiply-adds per input pixel and channel pair, in one matmul; for the U-Net's 2x2 stride-2 ones it is a
 1x1 convolution. The copy of the window (``window * in`` values per input pixel) pays off when the matmul has
-enough columns to use each copied value several times: ``"auto"`` picks patches on CPU when ``s*s*out`` is at
-least the window's tap count (measured on 2 cores, fwd+grads, benchmarks/RESULTS.md: 2x2 stride-2 kernels
-4.7-7.1x faster, the DCGAN's 4x4 ones 1.4-3.2x from ``out=8`` up; a 4x4 kernel to 1 or 2 channels 3.4x and
-1.15x *slower*, so those stay native), and the native lowering on GPU/TPU.
+enough columns to use each copied value several times: on a 2-core AVX2 machine (fwd+grads,
+benchmarks/RESULTS.md) 2x2 stride-2 kernels trained 4.7-7.1x faster, the DCGAN's 4x4 ones 1.4-3.2x from
+``out=8`` up, and a 4x4 kernel to 1 or 2 channels 3.4x and 1.15x *slower*. ``"auto"`` keeps the native
+lowering on GPU/TPU; on CPU it times both for each shape once per machine (`jaxdl.nn.autotune`), and with
+measuring off it picks patches when ``s*s*out`` is at least the window's tap count.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.nn import autotune
 from jaxdl.nn.conv import IMPLEMENTATIONS, Padding, _conv2d_patches, _padding, _pair, add_channel_bias
 from jaxdl.nn.initializers import Initializer, get_initializer
 
@@ -96,8 +98,8 @@ def conv_transpose2d(
     Returns ``[batch, out_height, out_width, out]``; with ``"SAME"`` the output is ``stride`` times the input,
     with ``"VALID"`` it is ``H * stride + max(span - stride, 0)`` (TensorFlow's rule; ``span = dilation * (kh - 1)
     + 1``); explicit ``((top, bottom), (left, right))`` pad the dilated input as in ``lax.conv_transpose``. ``implementation`` is ``"xla"``,
-    ``"patches"`` (stride phases, see the module docstring) or ``"auto"`` (patches on CPU); all give the same
-    values up to float summation order.
+    ``"patches"`` (stride phases, see the module docstring) or ``"auto"`` (native on GPU/TPU, the faster of the
+    two on CPU, see the module docstring); all give the same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv_transpose2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; "
@@ -110,14 +112,21 @@ def conv_transpose2d(
     strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
     pads = [_transpose_padding(pad, kernel.shape[a], strides[a], dilation[a], a) for a in (0, 1)]
     plans = [_phase_taps(x.shape[1 + a], kernel.shape[a], strides[a], dilation[a], pads[a]) for a in (0, 1)]
+    lowerings = {
+        "xla": lambda x, kernel: jax.lax.conv_transpose(x, kernel, strides, pads, rhs_dilation=dilation,
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC")),
+        "patches": lambda x, kernel: _conv_transpose2d_phases(x, kernel, strides, plans),
+    }
     if implementation == "auto":
-        window_taps = plans[0][-1].shape[0] * plans[1][-1].shape[0]
-        columns = strides[0] * strides[1] * kernel.shape[3]
-        implementation = "patches" if jax.default_backend() == "cpu" and columns >= window_taps else "xla"
-    if implementation == "patches":
-        return _conv_transpose2d_phases(x, kernel, strides, plans)
-    return jax.lax.conv_transpose(x, kernel, strides, pads, rhs_dilation=dilation,
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if jax.default_backend() != "cpu":
+            implementation = "xla"
+        else:
+            window_taps = plans[0][-1].shape[0] * plans[1][-1].shape[0]
+            columns = strides[0] * strides[1] * kernel.shape[3]
+            rule = "patches" if columns >= window_taps else "xla"
+            implementation = autotune.fastest("conv_transpose2d", lowerings, (x, kernel),
+                                              (strides, tuple(map(tuple, pads)), dilation), default=rule)
+    return lowerings[implementation](x, kernel)
 
 
 class ConvTranspose2D(nn.Module):
