@@ -23,12 +23,17 @@ def get_config():
     # after 3 epochs, 77% confident with 256 units against 60% without (512 units: 74%), for 21% more time a step.
     # Not used: model.minibatch_std (the discriminator sees its batch's spread): 83% confident but the rarest
     # digit at 1.7%, against 3.3% without, and 15 min 16 s.
-    config.model = dict(name="gan", latent_dim=64, width=32, hidden_units=256, dropout_rate=0.0)  # dropout masks cost 17% of the step
+    # PacGAN (pack=2): the discriminator judges two images at once, so a generator that over-draws some digits
+    # makes look-alike pairs it can tell apart. Without it the rarest digit was 2.4-3.3% of the confident
+    # samples; with pack 2 (12-epoch run) 4.6-6.1% from epoch 8 on and 81.8-85.3% confident; pack 4: 5.5-8.6%
+    # but 80% confident only from epoch 10.
+    config.model = dict(name="gan", latent_dim=64, width=32, hidden_units=256, dropout_rate=0.0,  # dropout masks cost 17% of the step
+                        pack=2)
     config.loss.name = "gan"
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 4e-4  # DCGAN's 2e-4 learns slower in a 15-minute budget (3 epochs: 58% vs 60%)
     config.optimizer.b1 = 0.5  # DCGAN's Adam: a short memory of past gradients steadies the two-player game
-    config.train.num_epochs = 7  # 21,875 steps, what fits 15 minutes on 2 cores
+    config.train.num_epochs = 10  # 31,250 steps
     config.train.strategy = "jit"
     config.train.early_stopping.monitor = "val_loss"
     config.train.early_stopping.restore_best = False  # the last generator, not the epoch where the game looked calm

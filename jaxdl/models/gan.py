@@ -7,7 +7,10 @@ dense hidden layer to each half, as InfoGAN's MNIST networks (Chen et al., 2016)
 the first maps in the generator, between the last maps and the logit in the discriminator, so the generator
 can lay out a digit's global shape and the discriminator judge it (without it the logit is a linear sum of
 local features). ``minibatch_std`` gives the discriminator the spread of its batch as one more feature map
-(Karras et al., 2018), so a generator that draws too few kinds of digit is told apart. Images outside the module are in ``[0, 1]``, like every other jaxdl image: the module
+(Karras et al., 2018), so a generator that draws too few kinds of digit is told apart. ``pack`` makes it a
+PacGAN discriminator (Lin et al., 2018): it judges ``pack`` images at once, stacked on the channel axis, and
+every image of a pack gets the pack's logit; a generator that draws too few kinds of digit makes packs
+whose members look alike, which real packs rarely do. Images outside the module are in ``[0, 1]``, like every other jaxdl image: the module
 rescales to the ``[-1, 1]`` that tanh produces. The variables are ``{"generator": ..., "discriminator": ...}``,
 so each half has its own optimizer (`jaxdl.train.gan`).
 """
@@ -64,15 +67,21 @@ def minibatch_std(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 class Discriminator(nn.Module):
     """``images [b, h, w, c]`` in ``[0, 1]`` -> logits ``[b]`` (positive: judged real); with ``hidden_units``,
     a dense layer (leaky ReLU) of that many features before the logit. With ``minibatch_std``, the batch's
-    spread (`minibatch_std`, over the examples where ``mask`` is True) joins the last feature maps."""
+    spread (`minibatch_std`, over the examples where ``mask`` is True) joins the last feature maps. With
+    ``pack > 1``, consecutive groups of ``pack`` images are judged together (`pack_images`) and each image
+    gets its group's logit."""
 
     width: int = 64
     dropout_rate: float = 0.3
     hidden_units: int = 0
     minibatch_std: bool = False
+    pack: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+        batch = x.shape[0]
+        if self.pack > 1:
+            x, mask = pack_images(x, self.pack, mask)
         x = 2.0 * x - 1.0
         for width in (self.width, 2 * self.width):
             x = nn.leaky_relu(Conv2D(width, 4, 2, kernel_init="xavier_uniform")(x), 0.2)
@@ -82,7 +91,19 @@ class Discriminator(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if self.hidden_units:
             x = nn.leaky_relu(nn.Dense(self.hidden_units)(x), 0.2)
-        return nn.Dense(1)(x)[:, 0]
+        logits = nn.Dense(1)(x)[:, 0]
+        return jnp.repeat(logits, self.pack)[:batch] if self.pack > 1 else logits
+
+
+def pack_images(x: jax.Array, pack: int, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+    """``x: [b, h, w, c] -> [ceil(b / pack), h, w, pack * c]``: images ``pack * i ... pack * i + pack - 1``
+    stacked on the channel axis (PacGAN's packing). A batch that is not a multiple of ``pack`` wraps around
+    (its first images fill the last group). ``mask: [b]`` becomes one flag a group: whether any member is real."""
+    batch = x.shape[0]
+    index = jnp.arange(-(-batch // pack) * pack) % batch
+    packed = x[index].reshape(-1, pack, *x.shape[1:])
+    packed = jnp.moveaxis(packed, 1, -2).reshape(packed.shape[0], *x.shape[1:-1], pack * x.shape[-1])
+    return packed, None if mask is None else mask[index].reshape(-1, pack).any(axis=1)
 
 
 class GAN(nn.Module):
@@ -100,9 +121,13 @@ class GAN(nn.Module):
     discriminator_width: int | None = None
     hidden_units: int = 0  # a dense hidden layer in each half (0: none)
     minibatch_std: bool = False  # the batch's spread as a feature of the discriminator
+    pack: int = 1  # PacGAN: the discriminator judges this many images at once
 
     def setup(self) -> None:
         h, w = self.image_shape[:2]
+        if self.pack < 1:
+            raise ValueError(f"GAN: pack is how many images the discriminator judges at once (1: one at a time, "
+                             f"PacGAN uses 2-4), got {self.pack}")
         if self.hidden_units < 0:
             raise ValueError(f"GAN: hidden_units is the size of a dense hidden layer in each half (0 for none), got {self.hidden_units}")
         if h % 4 or w % 4:
@@ -110,7 +135,7 @@ class GAN(nn.Module):
                              f"divisible by 4, got {tuple(self.image_shape)}")
         self.generator = Generator(tuple(self.image_shape), self.generator_width or self.width, self.hidden_units)
         self.discriminator = Discriminator(self.discriminator_width or self.width, self.dropout_rate, self.hidden_units,
-                                           self.minibatch_std)
+                                           self.minibatch_std, self.pack)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if tuple(x.shape[1:]) != tuple(self.image_shape):

@@ -233,3 +233,48 @@ def test_the_discriminator_sees_its_batchs_spread_with_minibatch_std():
         mask = jnp.array([True, True, False, False])
         garbage = real.at[2:].set(others[2:])
         assert float(score(real, mask)) == float(score(garbage, mask))
+
+
+@settings(max_examples=8)
+@given(batch=st.integers(1, 7), pack=st.integers(1, 4), channels=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
+def test_pack_images_stacks_consecutive_images_on_channels_against_a_numpy_loop(batch, pack, channels, seed):
+    """Group g holds images pack*g .. pack*g + pack - 1 (wrapping around past the end) side by side on the
+    channel axis, as a NumPy loop builds it; a group is real when any of its members is."""
+    from jaxdl.models.gan import pack_images
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, 3, 2, channels)).astype(np.float32)
+    mask = rng.random(batch) < 0.5
+    packed, packed_mask = pack_images(jnp.asarray(x), pack, jnp.asarray(mask))
+    groups = -(-batch // pack)
+    expected = np.zeros((groups, 3, 2, pack * channels), np.float32)
+    expected_mask = np.zeros(groups, bool)
+    for g in range(groups):
+        for m in range(pack):
+            i = (g * pack + m) % batch
+            expected[g, :, :, m * channels:(m + 1) * channels] = x[i]
+            expected_mask[g] |= mask[i]
+    np.testing.assert_array_equal(np.asarray(packed), expected)
+    np.testing.assert_array_equal(np.asarray(packed_mask), expected_mask)
+
+
+def test_a_packed_discriminator_gives_each_image_its_packs_logit():
+    """With ``pack=2`` images 0 and 1 share a logit, which depends on both of them and on nothing else; the
+    kernel of the first convolution reads 2 channels; the step still trains both halves."""
+    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=2)
+    images = jax.random.uniform(jax.random.PRNGKey(0), (5, 8, 8, 1))
+    variables = model.init(jax.random.PRNGKey(1), images)
+    assert variables["params"]["discriminator"]["Conv2D_0"]["kernel"].shape[2] == 2
+    score = lambda x: np.asarray(model.apply(variables, x, method=GAN.discriminate))  # noqa: E731
+    logits = score(images)
+    assert logits.shape == (5,) and logits[0] == logits[1] and logits[2] == logits[3]
+    changed = score(images.at[1].set(1.0 - images[1]))
+    assert changed[0] != logits[0] and np.array_equal(changed[2:], logits[2:])
+    with pytest.raises(ValueError, match="pack is how many images .* got 0"):
+        GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=0).init(jax.random.PRNGKey(0), images)
+    state = create_gan_state(model, TX_G, TX_D, images[:2], 0)
+    step = jax.jit(make_gan_train_step(model, TX_G, TX_D))
+    new_state, metrics = step(state, {"x": images[:4]})
+    for half in ("generator", "discriminator"):
+        assert not _equal(new_state.params[half], state.params[half])
+    assert np.isfinite(float(metrics.compute()["loss"]))
