@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn.autotune import median_ms
 from jaxdl.nn.conv import conv2d
 from jaxdl.nn.conv_transpose import conv_transpose2d
 
@@ -37,18 +36,6 @@ TRANSPOSED_LAYERS = [  # (batch, image side, in channels, out channels, kernel),
     (32, 8, 64, 32, 2), (32, 16, 32, 16, 2), (32, 32, 16, 16, 2),
     (64, 7, 64, 32, 4), (64, 7, 128, 64, 4), (64, 14, 32, 8, 4), (64, 14, 32, 2, 4), (64, 14, 32, 1, 4),
 ]
-
-
-def _median_ms(fn, *args, repeats: int = 5, blocks: int = 3) -> float:
-    jax.block_until_ready(fn(*args))  # compile outside the timing
-    times = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            out = fn(*args)
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - start) / repeats * 1e3)
-    return statistics.median(times)
 
 
 SECTIONS = ("conv", "depthwise", "transposed")
@@ -100,7 +87,7 @@ def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float
     for impl in ("xla", "patches"):
         fwd = jax.jit(lambda x, w, impl=impl: conv(x, w, impl))
         grad = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(conv(x, w, impl) ** 2), argnums=(0, 1)))
-        row[impl] = (_median_ms(fwd, x, w), _median_ms(grad, x, w))
+        row[impl] = (median_ms(fwd, x, w, calls=5), median_ms(grad, x, w, calls=5))
     return row
 
 

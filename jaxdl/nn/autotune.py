@@ -97,19 +97,28 @@ def _train_ms(fn: Callable[..., jax.Array], structs: Sequence[jax.ShapeDtypeStru
 
     compiled = jax.jit(train).lower(*structs).compile()
     rng = np.random.default_rng(0)
-    inputs = [jax.device_put(rng.standard_normal(s.shape).astype(s.dtype)) for s in structs]
-    jax.block_until_ready(compiled(*inputs))
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*inputs))
-    calls = int(np.clip(0.02 / max(time.perf_counter() - start, 1e-6), 1, 20))
-    blocks = []
-    for _ in range(3):
+    return median_ms(compiled, *[jax.device_put(rng.standard_normal(s.shape).astype(s.dtype)) for s in structs])
+
+
+def median_ms(fn: Callable[..., object], *args: object, calls: int | None = None, blocks: int = 3) -> float:
+    """Median over ``blocks`` blocks of the ms per call of ``fn(*args)``, after one untimed call (compilation).
+
+    A block is ``calls`` calls and one wait for the device at its end; with ``calls=None`` it is as many calls
+    as fit ~20 ms by a timed call (1 to 20), so fast operations are not timed one dispatch at a time.
+    """
+    jax.block_until_ready(fn(*args))
+    if calls is None:
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        calls = int(np.clip(0.02 / max(time.perf_counter() - start, 1e-6), 1, 20))
+    times = []
+    for _ in range(blocks):
         start = time.perf_counter()
         for _ in range(calls):
-            out = compiled(*inputs)
+            out = fn(*args)
         jax.block_until_ready(out)
-        blocks.append((time.perf_counter() - start) / calls * 1e3)
-    return statistics.median(blocks)
+        times.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(times)
 
 
 def fastest(op: str, candidates: Mapping[str, Callable[..., jax.Array]], args: Sequence[jax.Array],

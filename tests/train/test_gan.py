@@ -258,23 +258,35 @@ def test_pack_images_stacks_consecutive_images_on_channels_against_a_numpy_loop(
     np.testing.assert_array_equal(np.asarray(packed_mask), expected_mask)
 
 
-def test_a_packed_discriminator_gives_each_image_its_packs_logit():
-    """With ``pack=2`` images 0 and 1 share a logit, which depends on both of them and on nothing else; the
-    kernel of the first convolution reads 2 channels; the step still trains both halves."""
-    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=2)
-    images = jax.random.uniform(jax.random.PRNGKey(0), (5, 8, 8, 1))
+@settings(max_examples=6)
+@given(batch=st.integers(1, 6), pack=st.integers(1, 3), changed=st.integers(0, 5))
+def test_a_packed_discriminator_gives_each_image_its_packs_logit(batch, pack, changed):
+    """Image j's logit is its group's (group j // pack; the last group wraps around to the first images), so
+    images of one group share a logit, and changing image i moves exactly the logits of the groups holding i."""
+    changed %= batch
+    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=pack)
+    images = jax.random.uniform(jax.random.PRNGKey(batch), (batch, 8, 8, 1))
     variables = model.init(jax.random.PRNGKey(1), images)
-    assert variables["params"]["discriminator"]["Conv2D_0"]["kernel"].shape[2] == 2
+    assert variables["params"]["discriminator"]["Conv2D_0"]["kernel"].shape[2] == pack
     score = lambda x: np.asarray(model.apply(variables, x, method=GAN.discriminate))  # noqa: E731
     logits = score(images)
-    assert logits.shape == (5,) and logits[0] == logits[1] and logits[2] == logits[3]
-    changed = score(images.at[1].set(1.0 - images[1]))
-    assert changed[0] != logits[0] and np.array_equal(changed[2:], logits[2:])
+    group = np.arange(batch) // pack
+    assert logits.shape == (batch,)
+    for j in range(batch):
+        assert logits[j] == logits[group == group[j]][0]
+    groups = -(-batch // pack)
+    holding = {changed // pack} | ({groups - 1} if changed < groups * pack - batch else set())
+    moved = score(images.at[changed].set(1.0 - images[changed])) != logits
+    np.testing.assert_array_equal(moved, np.isin(group, sorted(holding)))
+
+
+def test_a_packed_gan_step_trains_both_halves_and_refuses_a_pack_under_one():
+    model = GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=2)
+    images = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 1))
     with pytest.raises(ValueError, match="pack is how many images .* got 0"):
         GAN(image_shape=(8, 8, 1), latent_dim=4, width=4, pack=0).init(jax.random.PRNGKey(0), images)
     state = create_gan_state(model, TX_G, TX_D, images[:2], 0)
-    step = jax.jit(make_gan_train_step(model, TX_G, TX_D))
-    new_state, metrics = step(state, {"x": images[:4]})
+    new_state, metrics = jax.jit(make_gan_train_step(model, TX_G, TX_D))(state, {"x": images})
     for half in ("generator", "discriminator"):
         assert not _equal(new_state.params[half], state.params[half])
     assert np.isfinite(float(metrics.compute()["loss"]))
