@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from benchmarks.conv_lowering import _median_ms
+from jaxdl.nn.autotune import median_ms
 from jaxdl.nn.dropout import dropout_mask
 
 RATE = 0.1
@@ -42,7 +42,7 @@ def mask_functions(shape: Sequence[int]) -> dict[str, Callable[[jax.Array, jax.A
 def measure(shape: Sequence[int], repeats: int = 20, blocks: int = 3) -> dict[str, float]:
     """Median ms per call of each of `mask_functions` on a ``shape`` activation."""
     x = jnp.ones(tuple(shape), jnp.float32)
-    return {name: _median_ms(f, jnp.int32(0), x, repeats=repeats, blocks=blocks) for name, f in mask_functions(shape).items()}
+    return {name: median_ms(f, jnp.int32(0), x, calls=repeats, blocks=blocks) for name, f in mask_functions(shape).items()}
 
 
 def main() -> None:
