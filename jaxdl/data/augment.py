@@ -155,6 +155,37 @@ def cutout(key: jax.Array, images: jax.Array, size: int = 8, probability: float 
     return jnp.where((inside & apply)[..., None], jnp.asarray(fill, images.dtype), images)
 
 
+def random_erasing(key: jax.Array, images: jax.Array, probability: float = 0.5, min_area: float = 0.02,
+                   max_area: float = 0.33, max_aspect: float = 3.3, noise: bool = True) -> jax.Array:
+    """Random erasing (Zhong et al., 2020): with ``probability``, replace a rectangle of each image by noise.
+    Its area is a uniform fraction in ``[min_area, max_area]`` of the image, its aspect ratio (height / width)
+    log-uniform in ``[1 / max_aspect, max_aspect]`` (sides clipped to the image), its position uniform over
+    the places it fits. ``noise`` fills it with standard normal values (normalised pixels), else with 0.
+    Unlike `cutout`'s fixed square, the varied shapes hide parts as small as a collar or as large as a sleeve."""
+    _check_images(images, "random_erasing")
+    if not 0 <= probability <= 1 or not 0 < min_area <= max_area <= 1 or max_aspect < 1:
+        raise ValueError("random_erasing needs probability in [0, 1], 0 < min_area <= max_area <= 1 and "
+                         f"max_aspect >= 1, got {probability}, {min_area}, {max_area}, {max_aspect}")
+    if probability == 0:
+        return images
+    b, h, w, c = images.shape
+    k_area, k_aspect, k_top, k_left, k_apply, k_noise = jax.random.split(key, 6)
+    area = jax.random.uniform(k_area, (b,), minval=min_area, maxval=max_area) * (h * w)
+    log_aspect = jax.random.uniform(k_aspect, (b,), minval=-jnp.log(max_aspect), maxval=jnp.log(max_aspect))
+    aspect = jnp.exp(log_aspect)
+    height = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, h).astype(jnp.int32)
+    width = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, w).astype(jnp.int32)
+    # floor(u * (number of places)) is uniform over the places the rectangle fits.
+    top = jnp.floor(jax.random.uniform(k_top, (b,)) * (h - height + 1)).astype(jnp.int32)
+    left = jnp.floor(jax.random.uniform(k_left, (b,)) * (w - width + 1)).astype(jnp.int32)
+    rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
+              & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None]))
+    apply = (jax.random.uniform(k_apply, (b,)) < probability)[:, None, None]
+    fill = jax.random.normal(k_noise, images.shape, images.dtype) if noise else jnp.zeros((), images.dtype)
+    return jnp.where((inside & apply)[..., None], fill, images)
+
+
 def mixup(key: jax.Array, images: jax.Array, labels: jax.Array, alpha: float = 0.2) -> tuple[jax.Array, jax.Array]:
     """Mixup (Zhang et al., 2018): each example becomes ``l x_i + (1 - l) x_j`` with a random partner ``j`` from
     the batch and ``l ~ Beta(alpha, alpha)`` per example; ``labels`` (probability rows ``[batch, classes]``)
@@ -181,6 +212,7 @@ AUGMENTATIONS: dict[str, Callable[..., jax.Array]] = {
     "random_zoom": random_zoom,
     "brightness_contrast": brightness_contrast,
     "cutout": cutout,
+    "random_erasing": random_erasing,
 }
 LABEL_AUGMENTATIONS = {"mixup": mixup}  # transform images and labels together
 

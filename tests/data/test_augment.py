@@ -13,13 +13,16 @@ from jaxdl.data.augment import (
     make_augmentation,
     mixup,
     random_crop,
+    random_erasing,
     random_flip,
 )
 
 IDENTITY = {"random_crop": {"padding": 0}, "random_flip": {"probability": 0.0}, "random_affine": {},
             "random_rotation": {"degrees": 0}, "random_translation": {"fraction": 0}, "random_zoom": {"fraction": 0},
-            "brightness_contrast": {"brightness": 0, "contrast": 0}, "cutout": {"size": 0}}
-ACTIVE = {"random_affine": {"degrees": 20, "translate": 0.1, "zoom": 0.1}, "cutout": {"size": 3}}
+            "brightness_contrast": {"brightness": 0, "contrast": 0}, "cutout": {"size": 0},
+            "random_erasing": {"probability": 0.0}}
+ACTIVE = {"random_affine": {"degrees": 20, "translate": 0.1, "zoom": 0.1}, "cutout": {"size": 3},
+          "random_erasing": {"probability": 1.0}}
 
 
 def _images(seed, shape=(5, 7, 6, 2), dtype=np.float32):
@@ -100,6 +103,38 @@ def test_cutout_blanks_at_most_one_square_per_image(seed, size):
     for image in changed.any(axis=-1):
         rows, cols = np.nonzero(image)
         assert 0 < len(rows) <= size * size and np.ptp(rows) < size and np.ptp(cols) < size
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 1000), min_area=st.floats(0.02, 0.3), extra_area=st.floats(0.0, 0.3),
+       max_aspect=st.floats(1.0, 4.0))
+def test_random_erasing_blanks_one_rectangle_of_the_asked_area_and_shape(seed, min_area, extra_area, max_aspect):
+    size = 32
+    x = _images(seed, shape=(64, size, size, 2)) + 10.0  # no pixel is 0 before the erasing
+    max_area = min_area + extra_area
+    out = np.asarray(random_erasing(jax.random.PRNGKey(seed), x, probability=1.0, min_area=min_area,
+                                    max_area=max_area, max_aspect=max_aspect, noise=False))
+    changed = out != np.asarray(x)
+    assert np.all(out[changed] == 0)
+    np.testing.assert_array_equal(changed.all(axis=-1), changed.any(axis=-1))  # every channel of a pixel
+    for image in changed.any(axis=-1):
+        rows, cols = np.nonzero(image)
+        height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert len(rows) == height * width, "the erased pixels are not one filled rectangle"
+        # Sides are rounded to whole pixels: the area and aspect hold up to half a pixel on each side.
+        assert (np.sqrt(min_area) * size - 1) ** 2 <= height * width <= (np.sqrt(max_area) * size + 1) ** 2
+        assert (height - 0.5) / (width + 0.5) <= max_aspect and (width - 0.5) / (height + 0.5) <= max_aspect
+
+
+@given(seed=st.integers(0, 1000))
+@settings(max_examples=4)
+def test_random_erasing_hits_about_the_asked_share_of_images_with_noise(seed):
+    x = jnp.full((400, 8, 8, 1), 10.0)
+    out = np.asarray(random_erasing(jax.random.PRNGKey(seed), x, probability=0.3))
+    erased = (out != 10.0).any(axis=(1, 2, 3))
+    assert abs(erased.mean() - 0.3) < 0.1  # 0.1 is over 4 standard deviations of a share of 400
+    noise = out[out != 10.0]
+    assert abs(noise.mean()) < 0.3 and 0.7 < noise.std() < 1.3
 
 
 @settings(max_examples=8)
