@@ -6,18 +6,21 @@ speed-up xla/patches. Then the same for depthwise convolutions (EfficientNet-Lit
 inputs, batch 50: XLA's grouped convolution against weighted shifted views), and for transposed
 convolutions (the U-Net's 2x2 and the DCGAN's 4x4 stride-2 layers: XLA's convolution of the dilated input
 against `jaxdl.nn.conv_transpose`'s stride phases). Each row ends with what ``"auto"`` picks on this machine
-(`jaxdl.nn.autotune` measures it once and caches it; with ``JAXDL_AUTOTUNE=0``, the fixed rule). Run:
+for inference (forward) and for training (forward / input gradient / kernel gradient); `jaxdl.nn.autotune`
+measures it once and caches it; with ``JAXDL_AUTOTUNE=0``, the fixed rule throughout. Run:
 ``python -m benchmarks.conv_lowering [--sections conv,depthwise,transposed]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn import autotune
 from jaxdl.nn.autotune import median_ms
 from jaxdl.nn.conv import conv2d
 from jaxdl.nn.conv_transpose import conv_transpose2d
@@ -52,14 +55,14 @@ def main() -> None:
           f"backend {jax.default_backend()}, {jax.device_count()} device(s)")
     key = jax.random.PRNGKey(0)
     if "conv" in sections:
-        print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s}  auto")
+        print(f"{'layer':28s} {'xla fwd':>8s} {'patches fwd':>12s} {'xla train':>10s} {'patches train':>14s} {'speed-up':>9s} {'auto train':>10s}  auto picks")
         for b, side, cin, cout, k in LAYERS:
             x = jax.random.normal(key, (b, side, side, cin))
             w = jax.random.normal(key, (k, k, cin, cout))
             conv = lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl)  # noqa: E731
             _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", _time_both(conv, x, w), _picked(conv, x, w))
     if "depthwise" in sections:
-        print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s}  auto")
+        print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s} {'auto train':>10s}  auto picks")
         for b, side, c, k, stride in DEPTHWISE_LAYERS:
             x = jax.random.normal(key, (b, side, side, c))
             w = jax.random.normal(key, (k, k, 1, c))
@@ -68,7 +71,7 @@ def main() -> None:
     if "transposed" not in sections:
         return
     print(f"{'transposed layer, stride 2':28s} {'xla fwd':>8s} {'phases fwd':>12s} {'xla train':>10s} {'phases train':>14s} "
-          f"{'speed-up':>9s}  auto")
+          f"{'speed-up':>9s} {'auto train':>10s}  auto picks")
     for b, side, cin, cout, k in TRANSPOSED_LAYERS:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
@@ -77,14 +80,22 @@ def main() -> None:
 
 
 def _picked(conv, x: jax.Array, w: jax.Array, other: str = "patches") -> str:
-    """Which lowering ``implementation="auto"`` traces to here: XLA's convolution, or ``other``."""
-    return "xla" if "conv_general_dilated" in str(jax.make_jaxpr(lambda x, w: conv(x, w, "auto"))(x, w)) else other
+    """What ``implementation="auto"`` runs here: its inference forward pass, and in training (both arguments
+    differentiated) the forward then the input- and kernel-gradient lowerings."""
+    jax.make_jaxpr(lambda x, w: conv(x, w, "auto"))(x, w)
+    jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(conv(x, w, "auto")), argnums=(0, 1)))(x, w)
+    shapes = [[list(a.shape), str(a.dtype)] for a in (x, w)]
+    made = {len(choice): choice for key, choice in autotune.choices().items() if json.loads(key)[2] == shapes}
+    if not made:
+        return "fixed rule (measuring off or a small problem)"
+    name = {"xla": "xla", "patches": other}
+    return f"inference {name[made[1][0]]}, train {'/'.join(name[c] for c in made[3])}"
 
 
 def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float]]:
-    """Forward and forward + both gradients of ``conv(x, w, impl)`` for the two lowerings, in ms."""
+    """Forward and forward + both gradients of ``conv(x, w, impl)`` for the two lowerings and ``"auto"``, in ms."""
     row = {}
-    for impl in ("xla", "patches"):
+    for impl in ("xla", "patches", "auto"):
         fwd = jax.jit(lambda x, w, impl=impl: conv(x, w, impl))
         grad = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(conv(x, w, impl) ** 2), argnums=(0, 1)))
         row[impl] = (median_ms(fwd, x, w, calls=5), median_ms(grad, x, w, calls=5))
@@ -93,7 +104,7 @@ def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float
 
 def _print_row(label: str, row: dict, note: str = "") -> None:
     print(f"{label:28s} {row['xla'][0]:8.1f} {row['patches'][0]:12.1f} {row['xla'][1]:10.1f} "
-          f"{row['patches'][1]:14.1f} {row['xla'][1] / row['patches'][1]:8.2f}x  {note}", flush=True)
+          f"{row['patches'][1]:14.1f} {row['xla'][1] / row['patches'][1]:8.2f}x {row['auto'][1]:10.1f}  {note}", flush=True)
 
 
 if __name__ == "__main__":

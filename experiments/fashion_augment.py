@@ -14,7 +14,7 @@ from jaxdl.config import load_config
 # + cutout 88.13%; + mixup 88.63%; flips + small affine jitter + cutout 88.03%; flips + 3-pixel shifts +
 # brightness/contrast 87.82%; none 87.31%. The 32-64-128 network (seed 0, Xeon): flips + shifts 89.52%,
 # + random erasing 89.27%, + mixup 89.11%, 3-pixel shifts 88.83%, no dropout 89.22%, 90 epochs 89.54%;
-# none 88.19%.
+# none 88.19%. Over seeds 0-2 the gain is +1.15 on average here, +1.10 with 48-96-192, +1.20 without dropout.
 AUGMENT = ("random_flip", "random_crop(padding=2)")
 
 

@@ -8,9 +8,10 @@ Two lowerings compute the same sum. ``"xla"`` is the backend's native convolutio
 the ``kh*kw`` shifted views of the image side by side (im2col by slicing) and does one matmul; its
 gradients are a matmul and pads/adds of slices. Which trains faster on XLA:CPU depends on the CPU and the
 shape: patches won on every layer of a 2-core AVX2 EPYC (1.1-5x), while an AVX-512 Xeon runs XLA's own
-convolution faster on the wide ones (benchmarks/RESULTS.md). So ``"auto"`` keeps native convolutions on
-GPU/TPU and, on CPU, times both for each shape once per machine (`jaxdl.nn.autotune`; patches when measuring
-is off).
+convolution faster on the wide ones (benchmarks/RESULTS.md), except its kernel gradient, 4-5x slower than
+its forward pass. So ``"auto"`` keeps native convolutions on GPU/TPU and, on CPU, times both lowerings for
+each shape and each pass (forward, input gradient, kernel gradient) once per machine and runs each pass
+through the faster one (`jaxdl.nn.autotune`; patches throughout when measuring is off).
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def conv2d(
     ``depthwise`` convolves each channel with its own filter (``kernel: [kh, kw, 1, in]``, out = in): the
     ``kh*kw`` shifted views are weighted and summed, which XLA:CPU runs 6-15x faster than its grouped
     convolution (benchmarks/RESULTS.md). ``implementation`` is ``"xla"``, ``"patches"`` or ``"auto"``
-    (native on GPU/TPU; on CPU the faster of the two for this shape, measured once per machine by
-    `jaxdl.nn.autotune`); all give the same values up to float summation order.
+    (native on GPU/TPU; on CPU the faster of the two for each pass of this shape, measured once per
+    machine by `jaxdl.nn.autotune`); all give the same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; got {x.shape} and {kernel.shape}")
@@ -143,7 +144,7 @@ def conv2d(
             implementation = "xla"
         else:
             params = (strides, pad if isinstance(pad, str) else tuple(map(tuple, pad)), dilation, depthwise)
-            implementation = autotune.fastest("conv2d", lowerings, (x, kernel), params, default="patches")
+            return autotune.tuned("conv2d", lowerings, params, default="patches")(x, kernel)
     return lowerings[implementation](x, kernel)
 
 

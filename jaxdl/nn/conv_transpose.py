@@ -14,8 +14,8 @@ multiply-adds per input pixel and channel pair, in one matmul; for the U-Net's 2
 enough columns to use each copied value several times: on a 2-core AVX2 machine (fwd+grads,
 benchmarks/RESULTS.md) 2x2 stride-2 kernels trained 4.7-7.1x faster, the DCGAN's 4x4 ones 1.4-3.2x from
 ``out=8`` up, and a 4x4 kernel to 1 or 2 channels 3.4x and 1.15x *slower*. ``"auto"`` keeps the native
-lowering on GPU/TPU; on CPU it times both for each shape once per machine (`jaxdl.nn.autotune`), and with
-measuring off it picks patches when ``s*s*out`` is at least the window's tap count.
+lowering on GPU/TPU; on CPU it times both for each shape and pass (forward, input gradient, kernel gradient)
+once per machine and runs each pass through the faster (`jaxdl.nn.autotune`); with measuring off it picks patches when ``s*s*out`` is at least the window's tap count.
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def conv_transpose2d(
             window_taps = plans[0][-1].shape[0] * plans[1][-1].shape[0]
             columns = strides[0] * strides[1] * kernel.shape[3]
             rule = "patches" if columns >= window_taps else "xla"
-            implementation = autotune.fastest("conv_transpose2d", lowerings, (x, kernel),
-                                              (strides, tuple(map(tuple, pads)), dilation), default=rule)
+            return autotune.tuned("conv_transpose2d", lowerings, (strides, tuple(map(tuple, pads)), dilation),
+                                  default=rule)(x, kernel)
     return lowerings[implementation](x, kernel)
 
 

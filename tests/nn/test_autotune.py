@@ -1,4 +1,5 @@
-"""`jaxdl.nn.autotune`: the fastest candidate is chosen, cached on disk and reused; ties and 'off' keep the default."""
+"""`jaxdl.nn.autotune`: the fastest candidate of each pass is chosen, cached on disk and reused; ties and 'off'
+keep the default; `combine` runs each pass through its choice."""
 
 import json
 import warnings
@@ -7,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxdl.nn import autotune
 from jaxdl.nn.conv import conv2d
@@ -14,9 +17,10 @@ from jaxdl.nn.conv_transpose import conv_transpose2d
 
 
 def _slow(x):
-    # The same value as _fast, computed through 60 dependent passes over the array.
-    for _ in range(60):
-        x = jnp.sin(x) * 0.0 + x
+    # The same value as _fast, linear in x like every candidate, through 20 matmuls by the identity.
+    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+    for _ in range(20):
+        x = x @ eye
     return x * 2.0
 
 
@@ -36,48 +40,68 @@ def tuning(tmp_path, monkeypatch):
 
 def test_picks_the_faster_candidate_and_caches_it_on_disk(tuning, monkeypatch):
     x = jnp.ones((256, 256))
+    cands = {"slow": _slow, "fast": _fast}
     for default in ("slow", "fast"):
-        assert autotune.fastest("double", {"slow": _slow, "fast": _fast}, (x,), params=(1,), default=default) == "fast"
-    record = json.loads(autotune.cache_file().read_text())
-    (entry,) = record["choices"].values()
-    assert entry["choice"] == "fast" and entry["train_ms"]["slow"] > entry["train_ms"]["fast"]
+        assert autotune.fastest("double", cands, (x,), params=(1,), default=default) == ("fast",)
+        assert autotune.fastest("double", cands, (x,), params=(1,), default=default, wrt=(0,)) == ("fast", "fast")
+    entries = {len(e["choice"]): e for e in json.loads(autotune.cache_file().read_text())["choices"].values()}
+    assert entries[1]["choice"] == ["fast"] and entries[2]["choice"] == ["fast", "fast"]
+    assert entries[1]["ms"]["slow"] > entries[1]["ms"]["fast"]
+    assert entries[2]["ms"]["slow slow"] > entries[2]["ms"]["fast fast"]
     # A new process (empty memory) reads the file and measures nothing.
     monkeypatch.setattr(autotune, "_MEMORY", {})
-    monkeypatch.setattr(autotune, "_train_ms", lambda *a: pytest.fail("measured again despite the cache"))
-    assert autotune.fastest("double", {"slow": _slow, "fast": _fast}, (x,), params=(1,), default="slow") == "fast"
+    monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured again despite the cache"))
+    assert autotune.fastest("double", cands, (x,), params=(1,), default="slow", wrt=(0,)) == ("fast", "fast")
 
 
-def test_a_different_shape_or_parameter_is_measured_on_its_own(tuning, monkeypatch):
+def test_every_combination_is_measured_once_per_shape_parameter_and_differentiated_set(tuning, monkeypatch):
     calls = []
-    monkeypatch.setattr(autotune, "_train_ms", lambda fn, structs: calls.append(structs[0].shape) or 1.0)
+    monkeypatch.setattr(autotune, "_combination_ms",
+                        lambda cands, combo, structs, wrt: calls.append((structs[0].shape, combo, wrt)) or 1.0)
     cands = {"a": _fast, "b": _fast}
-    for shape, params in (((4, 4), 1), ((4, 4), 1), ((8, 4), 1), ((4, 4), 2)):
-        autotune.fastest("op", cands, (jnp.ones(shape),), params=params, default="a")
-    assert calls == [(4, 4), (4, 4), (8, 4), (8, 4), (4, 4), (4, 4)]
+    for shape, params, wrt in (((4, 4), 1, (0, 1)), ((4, 4), 1, (0, 1)), ((8, 4), 1, (0, 1)), ((4, 4), 2, (0, 1)),
+                               ((4, 4), 1, (1,)), ((4, 4), 1, ())):
+        autotune.fastest("op", cands, (jnp.ones(shape), jnp.ones(shape)), params=params, default="a", wrt=wrt)
+    triples = [(f, g, h) for f in "ab" for g in "ab" for h in "ab"]
+    expected = [((4, 4), c, (0, 1)) for c in triples] + [((8, 4), c, (0, 1)) for c in triples]
+    expected += [((4, 4), c, (0, 1)) for c in triples] + [((4, 4), (f, g), (1,)) for f in "ab" for g in "ab"]
+    expected += [((4, 4), ("a",), ()), ((4, 4), ("b",), ())]
+    assert calls == expected
 
 
 def test_ties_keep_the_default(tuning, monkeypatch):
-    times = {"a": 1.00, "b": 0.97}  # b is 3% faster: within the 5% tie band
-    monkeypatch.setattr(autotune, "_train_ms", lambda fn, structs: times[fn.__name__])
-    def a(x): return x
-    def b(x): return x
-    assert autotune.fastest("op", {"a": a, "b": b}, (jnp.ones(3),), params=(), default="a") == "a"
-    times["b"] = 0.5
+    times = {("a", "a"): 1.00, ("a", "b"): 0.97, ("b", "a"): 1.2, ("b", "b"): 1.1}  # a-b: 3%, within the 5% band
+    monkeypatch.setattr(autotune, "_combination_ms", lambda cands, combo, structs, wrt: times[combo])
+    cands = {"a": _fast, "b": _fast}
+    assert autotune.fastest("op", cands, (jnp.ones(3),), params=(), default="a", wrt=(0,)) == ("a", "a")
+    times["a", "b"] = 0.5
     monkeypatch.setattr(autotune, "_MEMORY", {})
-    assert autotune.fastest("op", {"a": a, "b": b}, (jnp.ones(4),), params=(), default="a") == "b"
+    assert autotune.fastest("op", cands, (jnp.ones(4),), params=(), default="a", wrt=(0,)) == ("a", "b")
+
+
+def test_a_cache_record_of_the_whole_step_tuner_is_measured_again(tuning, monkeypatch):
+    key = json.dumps(["op", repr(()), [((3,), "float32")], ["a", "b"], [0]])
+    path = autotune.cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"choices": {key: {"choice": "a", "train_ms": {"a": 1.0, "b": 2.0}}}}))
+    monkeypatch.setattr(autotune, "_combination_ms", lambda cands, combo, structs, wrt: 1.0 + (combo[0] == "a"))
+    assert autotune.fastest("op", {"a": _fast, "b": _fast}, (jnp.ones(3),), (), default="a", wrt=(0,)) == ("b", "a")
+    assert json.loads(path.read_text())["choices"][key]["choice"] == ["b", "a"]
 
 
 def test_off_returns_the_default_without_measuring(tuning, monkeypatch):
     monkeypatch.setenv("JAXDL_AUTOTUNE", "0")
-    monkeypatch.setattr(autotune, "_train_ms", lambda *a: pytest.fail("measured while off"))
-    assert autotune.fastest("double", {"slow": _slow, "fast": _fast}, (jnp.ones(3),), (), default="slow") == "slow"
+    monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured while off"))
+    cands = {"slow": _slow, "fast": _fast}
+    assert autotune.fastest("double", cands, (jnp.ones(3),), (), default="slow", wrt=(0,)) == ("slow", "slow")
+    assert autotune.tuned("double", cands, (), default="slow") is _slow
     assert not autotune.cache_file().exists()
 
 
 def test_small_problems_take_the_default_without_measuring(tuning, monkeypatch):
     monkeypatch.setattr(autotune, "_MIN_VALUES", 1000)
-    monkeypatch.setattr(autotune, "_train_ms", lambda *a: pytest.fail("measured a small problem"))
-    assert autotune.fastest("op", {"a": _fast, "b": _fast}, (jnp.ones(999),), (), default="b") == "b"
+    monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured a small problem"))
+    assert autotune.fastest("op", {"a": _fast, "b": _fast}, (jnp.ones(999),), (), default="b", wrt=(0,)) == ("b", "b")
 
 
 def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning):
@@ -86,7 +110,7 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning):
     path.write_text('{"choices": {"trunc')
     with pytest.warns(UserWarning, match="unreadable autotune cache"):
         choice = autotune.fastest("double", {"slow": _slow, "fast": _fast}, (jnp.ones((64, 64)),), (), default="slow")
-    assert choice == "fast"
+    assert choice == ("fast",)
     assert json.loads(path.read_text())["choices"]  # valid JSON again, holding the new choice
     assert not list(path.parent.glob("*.tmp"))  # no temporary file left behind
 
@@ -94,6 +118,61 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning):
 def test_an_unknown_default_is_refused(tuning):
     with pytest.raises(ValueError, match="not among the candidates"):
         autotune.fastest("op", {"a": _fast}, (jnp.ones(3),), (), default="b")
+
+
+# Three bilinear candidates that differ by a factor, so each result shows which candidate computed it.
+_SCALED = {"one": lambda x, k: x * k, "two": lambda x, k: 2.0 * x * k, "three": lambda x, k: 3.0 * x * k}
+
+
+@settings(max_examples=10)
+@given(st.sampled_from(list(_SCALED)), st.sampled_from(list(_SCALED)), st.sampled_from(list(_SCALED)),
+       st.integers(0, 2**31 - 1))
+def test_combine_runs_each_pass_through_its_choice(forward, grad_x, grad_k, seed):
+    rng = np.random.default_rng(seed)
+    x, k, tx, tk = (jnp.asarray(rng.standard_normal(5), jnp.float32) for _ in range(4))
+    scale = {"one": 1.0, "two": 2.0, "three": 3.0}
+    f = autotune.combine(_SCALED, forward, {0: grad_x, 1: grad_k})
+    np.testing.assert_allclose(f(x, k), scale[forward] * x * k, rtol=1e-6)
+    gx, gk = jax.grad(lambda x, k: jnp.sum(f(x, k)), argnums=(0, 1))(x, k)
+    np.testing.assert_allclose(gx, scale[grad_x] * k, rtol=1e-6)
+    np.testing.assert_allclose(gk, scale[grad_k] * x, rtol=1e-6)
+    _, tangent = jax.jvp(f, (x, k), (tx, tk))  # forward mode too
+    np.testing.assert_allclose(tangent, scale[grad_x] * tx * k + scale[grad_k] * x * tk, rtol=1e-5, atol=1e-6)
+    # Second derivatives: d/dk of the x-gradient is the x-gradient's candidate's factor.
+    mixed = jax.grad(lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, k)))(x)))(k)
+    np.testing.assert_allclose(mixed, np.full(5, scale[grad_x]), rtol=1e-6)
+
+
+def test_combine_leaves_an_argument_that_is_not_differentiated_alone():
+    def refuses(x, k):
+        raise AssertionError("the kernel-gradient candidate ran for a gradient that was not asked for")
+    f = autotune.combine({"a": lambda x, k: x * k, "refuses": refuses}, "a", {0: "a", 1: "refuses"})
+    x, k = jnp.arange(3.0), jnp.ones(3)
+    np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(f(x, k)))(x), k)
+    g = autotune.combine(_SCALED, "one", {1: "two"})  # chosen for the kernel only
+    with pytest.raises(ValueError, match="argument 0 is differentiated"):
+        jax.grad(lambda x: jnp.sum(g(x, k)))(x)
+
+
+def test_tuned_runs_the_fastest_forward_alone_and_the_fastest_combination_for_what_is_differentiated(
+        tuning, monkeypatch):
+    # Forward alone: "three" is fastest; differentiated, the combination (one, two, three) is; for the kernel
+    # alone, (two, one).
+    def ms(cands, combo, structs, wrt):
+        best = {(): ("three",), (0, 1): ("one", "two", "three"), (1,): ("two", "one")}[wrt]
+        return 1.0 if combo == best else 2.0
+    monkeypatch.setattr(autotune, "_combination_ms", ms)
+    f = autotune.tuned("scaled", _SCALED, (), default="one")
+    rng = np.random.default_rng(0)
+    x, k = (jnp.asarray(rng.standard_normal(7), jnp.float32) for _ in range(2))
+    np.testing.assert_allclose(jax.jit(f)(x, k), 3 * x * k, rtol=1e-6)
+    value, (gx, gk) = jax.value_and_grad(lambda x, k: jnp.sum(f(x, k)), argnums=(0, 1))(x, k)
+    np.testing.assert_allclose(value, jnp.sum(x * k), rtol=1e-5)
+    np.testing.assert_allclose(gx, 2 * k, rtol=1e-6)
+    np.testing.assert_allclose(gk, 3 * x, rtol=1e-6)
+    value, gk = jax.value_and_grad(lambda k: jnp.sum(f(x, k)))(k)
+    np.testing.assert_allclose(value, 2 * jnp.sum(x * k), rtol=1e-5)
+    np.testing.assert_allclose(gk, x, rtol=1e-6)
 
 
 def test_auto_convolutions_tune_inside_jit_and_grad_and_match_xla(tuning):
@@ -114,3 +193,22 @@ def test_auto_convolutions_tune_inside_jit_and_grad_and_match_xla(tuning):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
     ops = {json.loads(key)[0] for key in json.loads(autotune.cache_file().read_text())["choices"]}
     assert ops == {"conv2d", "conv_transpose2d"}
+
+
+def test_auto_convolutions_with_passes_split_between_lowerings_match_xla(tuning, monkeypatch):
+    def xla_forward_patches_gradients(cands, combo, structs, wrt):
+        return 1.0 if combo == ("xla",) + ("patches",) * len(wrt) else 2.0
+
+    monkeypatch.setattr(autotune, "_combination_ms", xla_forward_patches_gradients)
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((3, 11, 10, 4)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    for stride, padding in ((1, "SAME"), (2, "VALID")):
+        def loss(impl, x, k):
+            return jnp.sum(jnp.sin(conv2d(x, k, stride, padding, implementation=impl)))
+        auto = jax.jit(jax.value_and_grad(lambda *a: loss("auto", *a), argnums=(0, 1)))(x, k)
+        ref = jax.value_and_grad(lambda *a: loss("xla", *a), argnums=(0, 1))(x, k)
+        for got, want in zip(jax.tree.leaves(auto), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
+    choices = [entry["choice"] for entry in json.loads(autotune.cache_file().read_text())["choices"].values()]
+    assert choices == [["xla", "patches", "patches"]] * 2
