@@ -71,6 +71,8 @@ def default_config() -> ConfigDict:
         judge_workdir="",
         # GANs: decay of the generator's moving average that samples come from (0 = sample the generator itself).
         generator_ema=0.0,
+        # Decay of the weights' moving average that evaluation, prediction and the returned model use (0 = off).
+        ema_decay=0.0,
         early_stopping=ConfigDict(dict(monitor="val_accuracy", mode="auto", min_delta=0.0,
                                        patience=ml_collections.FieldReference(None, field_type=int),
                                        restore_best=True)),

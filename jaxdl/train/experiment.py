@@ -54,6 +54,7 @@ from jaxdl.train.state import (
 )
 from jaxdl.train.step import make_eval_step, make_predict_step, make_train_step
 from jaxdl.train.tensorboard import TensorBoardLogger
+from jaxdl.train.weight_average import check_decay, copy_params
 from jaxdl.transfer.backbone import load_backbone, restore_backbone
 from jaxdl.transfer.features import extract_features
 from jaxdl.transfer.freeze import check_mode, parameter_labels, transfer_optimizer
@@ -146,20 +147,22 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
         return _gan_experiment(config, data, model_kwargs, sample, steps_per_epoch)
     if config.train.generator_ema:
         raise ValueError(f"train.generator_ema averages a GAN's generator; this run trains with loss.name="
-                         f"{config.loss.name!r}, so leave it at 0")
+                         f"{config.loss.name!r}, so leave it at 0 (train.ema_decay averages a model's weights)")
     train = config.train
+    ema_decay = check_decay(train.ema_decay)
     transfer = config.transfer
     notes: dict[str, Any] = {}
     if transfer.pretrained or transfer.workdir or config.model.name == "transfer":
         if tunable:
             raise ValueError("hyperparameter search with vmapped trials does not support transfer models; "
                              "search them one trial at a time or without config.transfer")
-        model, tx, schedule, state, notes, data = _transfer_setup(config, data, model_kwargs, sample, steps_per_epoch)
+        model, tx, schedule, state, notes, data = _transfer_setup(config, data, model_kwargs, sample, steps_per_epoch,
+                                                                  ema_decay > 0)
         sample = map_inputs(lambda a: a[:1], data.train.x)
     else:
         model = create_model(config.model.name, **model_kwargs)
         tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs, tunable)
-        state = create_train_state(model, tx, sample, config.seed, train.precision)
+        state = create_train_state(model, tx, sample, config.seed, train.precision, average=ema_decay > 0)
     _check_token_data(data, getattr(model, "vocab_size", getattr(getattr(model, "backbone", None), "vocab_size", None)))
     _check_output_classes(model, state, sample, data.num_classes, config.loss.name)
     loss_fn = make_loss(config.loss)
@@ -171,7 +174,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     precision = {"axis_name": parallel.axis_name, "precision": train.precision}
     train_step = make_train_step(step_model, loss_fn, metrics_fn, tx, make_penalty(config.loss),
                                  make_augmentation(tuple(config.data.augment), data.num_classes),
-                                 accumulation_steps=train.accumulation_steps, **precision)
+                                 accumulation_steps=train.accumulation_steps, ema_decay=ema_decay, **precision)
     eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
                       parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx,
@@ -192,10 +195,10 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
     model_kwargs.setdefault("image_shape", tuple(int(d) for d in sample.shape[1:]))
     model = create_model("gan", **model_kwargs)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
-    ema = float(config.train.generator_ema)
-    if not 0.0 <= ema < 1.0:
-        raise ValueError(f"train.generator_ema is the decay of the generator's moving average: 0 (off) or in (0, 1), "
-                         f"e.g. 0.999; got {ema}")
+    if config.train.ema_decay:
+        raise ValueError("train.ema_decay averages a classifier's weights; a GAN averages its generator with "
+                         "train.generator_ema")
+    ema = check_decay(config.train.generator_ema, "train.generator_ema")
     state = create_gan_state(model, tx, tx, jnp.asarray(sample), config.seed, generator_ema=ema > 0)
     train_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None,
                                      label_smoothing=float(config.loss.label_smoothing))  # one-sided here
@@ -206,8 +209,9 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
 
 
 def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
-                    steps_per_epoch: int) -> tuple[Any, Any, Any, TrainState, dict[str, Any], DatasetSplits]:
-    """Backbone + new head, per-group optimizer, initial state with the pretrained backbone restored.
+                    steps_per_epoch: int, average: bool) -> tuple[Any, Any, Any, TrainState, dict[str, Any], DatasetSplits]:
+    """Backbone + new head, per-group optimizer, initial state with the pretrained backbone restored (and, with
+    ``average``, the weights' moving average starting from them).
 
     With ``transfer.cache_features`` (feature extraction only) the frozen backbone runs once over every
     split, and the returned model is the head alone, trained on the cached features (the returned data)."""
@@ -236,13 +240,13 @@ def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, mode
 
     tx = transfer_optimizer(make_tx, config.optimizer.learning_rate, transfer.backbone_lr_scale, labels)
     schedule = schedules[config.optimizer.learning_rate]
-    state = create_train_state(model, tx, sample, config.seed, config.train.precision)
+    state = create_train_state(model, tx, sample, config.seed, config.train.precision, average)
     dropped: list[str] = []
     if mode != "scratch":
         variables, dropped = restore_backbone(state.variables(), backbone.variables)
         params = jax.tree.map(jnp.asarray, variables["params"])
         state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
-                              opt_state=tx.init(params))
+                              opt_state=tx.init(params), average=copy_params(params) if average else None)
     sizes = {label: 0 for label in ("head", "backbone", "frozen")}
     for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(state.params)):
         sizes[label] += int(np.size(leaf))
@@ -268,7 +272,7 @@ def _transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, mode
                                    test_parts={k: cached(v) for k, v in data.test_parts.items()})
         model = DenseHead(hidden_sizes=(), num_outputs=data.num_classes, dropout_rate=model_kwargs.get("head_dropout", 0.0))
         tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
-        state = create_train_state(model, tx, data.train.x[:1], config.seed, config.train.precision)
+        state = create_train_state(model, tx, data.train.x[:1], config.seed, config.train.precision, average)
         notes["transfer"].update(features_cached=True, feature_dim=int(data.train.x.shape[1]),
                                  feature_seconds=time.perf_counter() - start)
     return model, tx, schedule, state, notes, data

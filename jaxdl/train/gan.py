@@ -27,6 +27,7 @@ import optax
 from jaxdl.metrics import _as_mask, _Sums
 from jaxdl.models.gan import GAN
 from jaxdl.train.state import TrainState, init_variables
+from jaxdl.train.weight_average import copy_params
 
 HALVES = ("generator", "discriminator")
 EMA = "generator_ema"
@@ -60,7 +61,7 @@ def create_gan_state(model: GAN, tx_generator: optax.GradientTransformation, tx_
     variables = init_variables(model, {"params": params_key, "dropout": dropout_key}, sample_x)
     params = dict(variables["params"])
     if generator_ema:  # a copy, not the same buffers: a donated state must not hold one buffer twice
-        params[EMA] = jax.tree_util.tree_map(jnp.copy, params["generator"])
+        params[EMA] = copy_params(params["generator"])
     opt_state = {"generator": tx_generator.init(params["generator"]),
                  "discriminator": tx_discriminator.init(params["discriminator"])}
     return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), opt_state, rng)

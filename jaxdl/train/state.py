@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from jaxdl.train.precision import DynamicLossScale, compute_dtype
+from jaxdl.train.weight_average import copy_params
 
 PyTree = Any
 
@@ -24,8 +25,9 @@ PyTree = Any
 @flax.struct.dataclass
 class TrainState:
     """``step`` (int32 scalar), ``params``, ``batch_stats`` (``{}`` without BatchNorm), ``opt_state``,
-    ``rng``, the run's base key (each step derives its dropout key as ``fold_in(rng, step)``), and
-    ``loss_scale``, a `DynamicLossScale` in float16 training (None otherwise)."""
+    ``rng``, the run's base key (each step derives its dropout key as ``fold_in(rng, step)``),
+    ``loss_scale``, a `DynamicLossScale` in float16 training (None otherwise), and ``average``, the moving
+    average of the parameters evaluation uses (`jaxdl.train.weight_average`; None when not kept)."""
 
     step: jax.Array
     params: PyTree
@@ -33,10 +35,17 @@ class TrainState:
     opt_state: PyTree
     rng: jax.Array
     loss_scale: DynamicLossScale | None = None
+    average: PyTree | None = None
 
     def variables(self) -> dict[str, PyTree]:
         """The Flax variables for ``model.apply``: params and, when present, batch_stats."""
         return {"params": self.params, "batch_stats": self.batch_stats} if self.batch_stats else {"params": self.params}
+
+    def inference_variables(self) -> dict[str, PyTree]:
+        """The variables to evaluate and predict with: `variables` with the parameters' moving average in
+        place of the parameters when the state keeps one."""
+        variables = self.variables()
+        return variables if self.average is None else dict(variables, params=self.average)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +113,7 @@ def init_variables(model: nn.Module, rngs: dict[str, jax.Array], sample_x: Any, 
 
 
 def _state_from_key(model: nn.Module, tx: optax.GradientTransformation, sample_x: Any, root: jax.Array,
-                    precision: str) -> TrainState:
+                    precision: str, average: bool) -> TrainState:
     params_key, dropout_key, step_key = jax.random.split(root, 3)
     variables = model.init({"params": params_key, "dropout": dropout_key}, sample_x, train=False)
     params = variables["params"]
@@ -115,26 +124,29 @@ def _state_from_key(model: nn.Module, tx: optax.GradientTransformation, sample_x
         opt_state=tx.init(params),
         rng=step_key,
         loss_scale=DynamicLossScale.create() if precision == "float16" else None,
+        average=copy_params(params) if average else None,
     )
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seed: int,
-                       precision: str = "float32") -> TrainState:
+                       precision: str = "float32", average: bool = False) -> TrainState:
     """Initialise parameters (and BatchNorm statistics) for ``sample_x: [batch, ...]`` and the optimizer state.
 
-    Parameters are float32 whatever the compute ``precision``; float16 adds a dynamic loss scale.
+    Parameters are float32 whatever the compute ``precision``; float16 adds a dynamic loss scale;
+    ``average`` starts the parameters' moving average (for a step made with ``ema_decay``) at their copy.
     Everything random comes from ``seed``: the same seed gives bitwise-equal states.
     """
     compute_dtype(precision)  # fails early on an unknown name
-    return _compile_once(lambda x, root: _state_from_key(model, tx, x, root, precision), sample_x, jax.random.PRNGKey(seed))
+    return _compile_once(lambda x, root: _state_from_key(model, tx, x, root, precision, average), sample_x,
+                         jax.random.PRNGKey(seed))
 
 
 def create_train_states(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seeds: Any,
-                        precision: str = "float32") -> TrainState:
+                        precision: str = "float32", average: bool = False) -> TrainState:
     """The states `create_train_state` makes for each of ``seeds``, stacked on a leading axis (for vmapped
     ensembles): one vmapped program over the seeds' keys, so one compile whatever their number, and each
     slice bitwise equal to ``create_train_state(..., seed)``."""
     compute_dtype(precision)
     roots = jnp.stack([jax.random.PRNGKey(int(seed)) for seed in seeds])
-    return _compile_once(lambda x, keys: jax.vmap(lambda root: _state_from_key(model, tx, x, root, precision))(keys),
+    return _compile_once(lambda x, keys: jax.vmap(lambda root: _state_from_key(model, tx, x, root, precision, average))(keys),
                          sample_x, roots)

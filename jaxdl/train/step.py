@@ -19,6 +19,7 @@ from jaxdl.losses import LossFn
 from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.train.precision import all_finite, cast_floating, compute_dtype
 from jaxdl.train.state import TrainState
+from jaxdl.train.weight_average import check_decay, update_average
 
 Batch = dict[str, jax.Array]
 TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
@@ -45,6 +46,7 @@ def make_train_step(
     axis_name: str | None = None,
     accumulation_steps: int = 1,
     precision: str = "float32",
+    ema_decay: float = 0.0,
 ) -> TrainStep:
     """Build ``train_step(state, batch) -> (state, metrics)``: one gradient step on the masked mean loss
     (plus ``penalty_fn(params)`` when given), with BatchNorm statistics updated in ``state.batch_stats``.
@@ -57,10 +59,13 @@ def make_train_step(
     ``precision`` is the compute dtype (`jaxdl.train.precision`). ``axis_name`` is set when the step runs
     once per device under ``pmap``: the loss is normalised by the count of real rows over all devices and
     gradients and metrics are summed over the axis, so the update equals the single-device one on the
-    whole batch; each device folds its index into the dropout/augmentation key.
+    whole batch; each device folds its index into the dropout/augmentation key. With ``ema_decay`` in (0, 1)
+    the step also moves ``state.average`` (a state made with ``average=True``) towards the new parameters
+    (`jaxdl.train.weight_average`).
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
+    ema_decay = check_decay(ema_decay, "ema_decay")
     dtype = compute_dtype(precision)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -128,6 +133,11 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state, batch_stats=batch_stats)
+        if ema_decay:
+            if state.average is None:
+                raise ValueError("a step with ema_decay needs a state that keeps an average: "
+                                 "create_train_state(..., average=True)")
+            new_state = new_state.replace(average=update_average(state.average, new_state.params, new_state.step, ema_decay))
         if loss_scale is not None:
             # A float16 step whose gradients overflowed changes nothing but the scale.
             finite = all_finite(grads)
@@ -135,6 +145,7 @@ def make_train_step(
             new_state = new_state.replace(params=keep(new_state.params, state.params),
                                           opt_state=keep(new_state.opt_state, state.opt_state),
                                           batch_stats=keep(new_state.batch_stats, state.batch_stats),
+                                          average=keep(new_state.average, state.average),
                                           loss_scale=loss_scale.adjust(finite))
         return new_state, metrics
 
@@ -143,13 +154,14 @@ def make_train_step(
 
 def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, axis_name: str | None = None,
                    precision: str = "float32") -> EvalStep:
-    """Build ``eval_step(state, batch) -> metrics``: inference mode (no dropout, BatchNorm running averages),
-    computing in ``precision``; under ``pmap`` (``axis_name``) the metrics are summed over devices."""
+    """Build ``eval_step(state, batch) -> metrics``: inference mode (no dropout, BatchNorm running averages,
+    the parameters' moving average when the state keeps one), computing in ``precision``; under ``pmap`` (``axis_name``) the metrics are summed over devices."""
     dtype = compute_dtype(precision)
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
         x, y, mask = batch["x"], batch["y"], batch.get("mask")
-        variables = dict(state.variables(), params=cast_floating(state.params, dtype))
+        variables = state.inference_variables()
+        variables = dict(variables, params=cast_floating(variables["params"], dtype))
         outputs = cast_floating(model.apply(variables, cast_floating(x, dtype), train=False), jnp.float32)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
@@ -158,9 +170,10 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, 
 
 
 def make_predict_step(model: nn.Module) -> Callable[[TrainState, jax.Array], jax.Array]:
-    """Build ``predict(state, x) -> outputs`` (logits or regression outputs) in inference mode."""
+    """Build ``predict(state, x) -> outputs`` (logits or regression outputs) in inference mode, with the
+    parameters' moving average when the state keeps one."""
 
     def predict(state: TrainState, x: jax.Array) -> jax.Array:
-        return model.apply(state.variables(), x, train=False)
+        return model.apply(state.inference_variables(), x, train=False)
 
     return predict

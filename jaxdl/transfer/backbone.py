@@ -47,7 +47,8 @@ def _zoo_backbone(name: str, cache: str | None, frozen_blocks: int) -> Backbone:
 
 def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, dict[str, Any]]:
     """The model a finished ``jaxdl train`` run trained, rebuilt from its ``config.json`` (with ``overrides`` of
-    its hyperparameters), and the variables of its returned checkpoint (params and BatchNorm statistics)."""
+    its hyperparameters), and the variables of its returned checkpoint (params, or the weights' moving average
+    when the run kept one, and BatchNorm statistics)."""
     from jaxdl.config import config_from_json, model_arguments
     from jaxdl.models.registry import create_model, model_constructor, model_fields
 
@@ -61,9 +62,11 @@ def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, 
     module = create_model(config.model.name, **{**model_arguments(config), **overrides})
     step = checkpoint.returned_step(workdir)
     with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
-        variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats")
+        # A run that kept a moving average of its weights was evaluated with it: the same model goes on.
+        variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats", "average")
                                                                if k in tree and tree[k]}, step)
-    return module, variables
+    average = variables.pop("average", None)
+    return module, variables if average is None else dict(variables, params=average)
 
 
 def _run_backbone(workdir: pathlib.Path) -> Backbone:

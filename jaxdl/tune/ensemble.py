@@ -20,7 +20,7 @@ from jaxdl.tune.stacked import StackedResult, fit_stacked
 
 def member_probabilities(model: Any, states: TrainState, x: jax.Array) -> jax.Array:
     """Each member's softmax for stacked ``states`` (``[members, ...]``): ``x: [batch, ...] -> [members, batch, classes]``."""
-    return jax.vmap(lambda state: jax.nn.softmax(model.apply(state.variables(), x, train=False), axis=-1))(states)
+    return jax.vmap(lambda state: jax.nn.softmax(model.apply(state.inference_variables(), x, train=False), axis=-1))(states)
 
 
 def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array) -> jax.Array:
@@ -50,7 +50,8 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
     data = data if data is not None else load_dataset(config.data)
     exp = build_experiment(config, data=data)
     sample = jax.tree.map(lambda a: a[:1], data.train.x)
-    states = create_train_states(exp.model, exp.tx, sample, [config.seed + i for i in range(members)], config.train.precision)
+    states = create_train_states(exp.model, exp.tx, sample, [config.seed + i for i in range(members)], config.train.precision,
+                                 average=exp.state.average is not None)
     batch_size, seed = config.data.batch_size, config.data.seed
 
     def batches(epoch: int) -> Iterator[dict]:
