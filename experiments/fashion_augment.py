@@ -1,8 +1,11 @@
 """Data augmentation on a small training set: Fashion-MNIST with 5,000 training images, with and without.
 
 `jaxdl train experiments/fashion_augment.py --workdir runs/fashion_aug` trains with random flips and shifts of
-up to 2 pixels, inside the compiled step; the baseline is the same run without them:
-`jaxdl train experiments/fashion_augment.py --workdir runs/fashion_plain --config.data.augment="()"`.
+up to 2 pixels, inside the compiled step, and reports test accuracy averaged over the same kinds of views
+(image and mirror, each as it is and moved one pixel four ways: `data.test_time_augment`); the baseline is the
+same run with neither: `jaxdl train experiments/fashion_augment.py --workdir runs/fashion_plain
+--config.data.augment="()" --config.data.test_time_augment="()"`. Each summary.json also holds the
+single-view accuracy (`single_view`).
 `jaxdl tune experiments/fashion_augment.py --workdir runs/fashion_grid` compares the two on validation.
 """
 
@@ -16,6 +19,9 @@ from jaxdl.config import load_config
 # + random erasing 89.27%, + mixup 89.11%, 3-pixel shifts 88.83%, no dropout 89.22%, 90 epochs 89.54%;
 # none 88.19%. Over seeds 0-2 the gain is +1.15 on average here, +1.10 with 48-96-192, +1.20 without dropout.
 AUGMENT = ("random_flip", "random_crop(padding=2)")
+# Views of what AUGMENT trained on, averaged at test time: over five seeds +0.68 points on top of training
+# augmentation alone; a plain model gains nothing from shifts and loses ~6 points from mirrors it never saw.
+TEST_TIME_AUGMENT = ("horizontal_flip", "shifts(pixels=1)")
 
 
 def get_config():
@@ -23,6 +29,7 @@ def get_config():
     config.name = "fashion_augment"
     config.data.train_limit = 5000
     config.data.augment = AUGMENT
+    config.data.test_time_augment = TEST_TIME_AUGMENT
     # Twice fashion_cnn's width: augmented images are a harder task than 5,000 fixed ones, and the narrower
     # net ends at 93% train accuracy on them (gain +0.96 over three seeds against +1.2-1.3 for this one).
     config.model.channels = (32, 64, 128)

@@ -140,6 +140,13 @@ def checksums(tree: Any) -> dict[str, int]:
     return out
 
 
+def _absent_empty_fields(saved: Any, target: Any) -> set[str]:
+    """The fields of a dataclass ``target`` that are None there and missing from the ``saved`` tree."""
+    if not (dataclasses.is_dataclass(target) and isinstance(saved, dict)):
+        return set()
+    return {f.name for f in dataclasses.fields(target) if getattr(target, f.name) is None and f.name not in saved}
+
+
 def abstract_state(target: Any, shardings: Any = None) -> Any:
     """``target``'s structure as ``jax.ShapeDtypeStruct`` leaves (restored onto ``shardings`` when given, a
     pytree of ``jax.sharding.Sharding`` like ``target``: a different device count or layout than at save time)."""
@@ -288,8 +295,16 @@ class Checkpointer:
         """Checkpoint ``step`` as ``(state, loop)``, the state in ``target``'s structure and dtypes (on
         ``shardings`` if given), verified against its checksums (`CorruptCheckpointError` if not)."""
         self.check_structure(step, target)
-        restored = self._manager.restore(step, args=ocp.args.Composite(**{
-            STATE: ocp.args.StandardRestore(abstract_state(target, shardings)), LOOP: ocp.args.JsonRestore()}))
+        absent = _absent_empty_fields(self.saved_tree(step), target)
+        if absent:
+            # A field added to the state since this checkpoint was written (e.g. TrainState.average) and unused
+            # here (None): read the fields the checkpoint has, keep the target's empty ones.
+            kept = {f.name: getattr(target, f.name) for f in dataclasses.fields(target) if f.name not in absent}
+            kept_shardings = None if shardings is None else {k: getattr(shardings, k) for k in kept}
+            restored = self._restore_items(step, kept, kept_shardings)
+            restored[STATE] = dataclasses.replace(target, **restored[STATE])
+        else:
+            restored = self._restore_items(step, target, shardings)
         state, loop = restored[STATE], dict(restored[LOOP] or {})
         legacy = "fingerprints" not in loop  # written by an earlier jaxdl: CRC32 of host copies
         expected = loop.pop("checksums" if legacy else "fingerprints", None)
@@ -300,6 +315,10 @@ class Checkpointer:
         if bad:
             raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} fails its checksum at {bad[:5]}")
         return state, loop
+
+    def _restore_items(self, step: int, target: Any, shardings: Any) -> dict[str, Any]:
+        return dict(self._manager.restore(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(abstract_state(target, shardings)), LOOP: ocp.args.JsonRestore()})))
 
     def restore(self, target: Any, step: int | None = None, shardings: Any = None) -> tuple[Any, dict[str, Any], int]:
         """The newest checkpoint (or ``step``) that reads back and verifies, as ``(state, loop, step)``.

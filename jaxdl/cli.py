@@ -28,9 +28,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxdl.train.experiment import evaluate_workdir
 
-    if overrides:
-        raise SystemExit(f"evaluate takes no config overrides, got {overrides}")
-    print(json.dumps(evaluate_workdir(args.workdir), indent=2))
+    print(json.dumps(evaluate_workdir(args.workdir, overrides=overrides), indent=2))
     return 0
 
 
@@ -113,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     how.add_argument("--kfold", type=int, metavar="K", help="stratified K-fold cross-validation instead")
     tune.add_argument("--trials", type=int, help="random search: how many draws")
     tune.add_argument("--metric", help="validation metric to rank by (default val_accuracy)")
-    evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run")
+    evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run (overrides: only "
+                                   "--config.data.test_time_augment and --config.data.eval_batch_size)")
     evaluate.add_argument("workdir")
     report = commands.add_parser("report", help="rebuild a run's curves, confusion matrix and report from its files")
     report.add_argument("workdir")

@@ -25,6 +25,8 @@ def default_config() -> ConfigDict:
     config.seed = 0
     config.data = ConfigDict(dict(
         name="mnist", batch_size=128, eval_batch_size=1000, normalize=False, seed=0, augment=(), classes=(),
+        # Fixed views whose predictions are averaged in the final evaluation and the predictions (jaxdl.data.test_time).
+        test_time_augment=(),
         train_limit=ml_collections.FieldReference(None, field_type=int),
         eval_limit=ml_collections.FieldReference(None, field_type=int),
         validation_fraction=ml_collections.FieldReference(None, field_type=float),

@@ -12,7 +12,7 @@ import json
 import pathlib
 import platform
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +21,11 @@ import numpy as np
 
 from jaxdl import checkpoint
 from jaxdl.checkpoint import CheckpointPolicy
-from jaxdl.config import as_tuples, config_from_json, config_to_json, model_arguments, validate_config
+from jaxdl.config import apply_override, as_tuples, config_from_json, config_to_json, model_arguments, validate_config
 from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_train_batches
+from jaxdl.data.test_time import TestTimeAugmentation, make_test_time_augmentation
 from jaxdl.detection import detection_metrics
 from jaxdl.losses import make_loss, make_penalty
 from jaxdl.metrics import (
@@ -43,7 +44,7 @@ from jaxdl.train.dense_outputs import detection_outputs, segmentation_outputs
 from jaxdl.train.early_stopping import EarlyStopping
 from jaxdl.train.gan import create_gan_state, make_gan_eval_step, make_gan_train_step
 from jaxdl.train.gan_report import JudgeEachEpoch, SampleJudge, SampleSheets
-from jaxdl.train.loop import evaluate, fit, predict_in_order
+from jaxdl.train.loop import evaluate, fit, predict_in_order, scalar_metrics
 from jaxdl.train.parallel import Parallel, configure_compilation_cache, make_parallel
 from jaxdl.train.state import (
     InputSpec,
@@ -77,6 +78,8 @@ class Experiment:
     pure_eval_step: Any
     tx: Any  # the optax transformation the steps apply
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. what a transfer restored and froze
+    test_time: TestTimeAugmentation | None = None  # views averaged in the final evaluation (data.test_time_augment)
+    test_time_eval_step: Any = None  # the compiled eval step over those views
 
 
 def _check_token_data(data: DatasetSplits, vocab_size: int | None) -> None:
@@ -176,9 +179,32 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
                                  make_augmentation(tuple(config.data.augment), data.num_classes),
                                  accumulation_steps=train.accumulation_steps, ema_decay=ema_decay, **precision)
     eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
+    test_time = _test_time_augmentation(config, sample)
+    test_time_eval_step = None if test_time is None else parallel.compile_eval_step(
+        make_eval_step(step_model, loss_fn, metrics_fn, test_time=test_time, **precision))
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
                       parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx,
-                      notes)
+                      notes, test_time, test_time_eval_step)
+
+
+TEST_TIME_COMBINES = {"softmax_cross_entropy": "probabilities", "binary_cross_entropy": "sigmoid", "mse": "mean"}
+
+
+def _test_time_augmentation(config: ml_collections.ConfigDict, sample: Any) -> TestTimeAugmentation | None:
+    """``data.test_time_augment``'s views, averaged the way the loss reads the outputs; an error where the
+    inputs are not images or the outputs are not one prediction per image (a mask or a box grid would have
+    to be mapped back through each view)."""
+    specs = tuple(config.data.test_time_augment)
+    if not specs:
+        return None
+    if config.loss.name not in TEST_TIME_COMBINES:
+        raise ValueError(f"data.test_time_augment averages one prediction per image; loss {config.loss.name!r} "
+                         f"is not supported (supported: {sorted(TEST_TIME_COMBINES)}): set data.test_time_augment=()")
+    if not isinstance(sample, jax.Array | np.ndarray) or np.ndim(sample) != 4:
+        shape = np.shape(sample) if isinstance(sample, jax.Array | np.ndarray) else type(sample).__name__
+        raise ValueError(f"data.test_time_augment={specs} needs image inputs [batch, height, width, channels]; "
+                         f"this data set's inputs are {shape}")
+    return make_test_time_augmentation(specs, TEST_TIME_COMBINES[config.loss.name])
 
 
 def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -195,6 +221,9 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
     model_kwargs.setdefault("image_shape", tuple(int(d) for d in sample.shape[1:]))
     model = create_model("gan", **model_kwargs)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
+    if tuple(config.data.test_time_augment):
+        raise ValueError("data.test_time_augment averages a classifier's predictions over views; a GAN has none to "
+                         "average: set data.test_time_augment=()")
     if config.train.ema_decay:
         raise ValueError("train.ema_decay averages a classifier's weights; a GAN averages its generator with "
                          "train.generator_ema")
@@ -330,6 +359,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         callback.close()
     summary = dict(result.summary)
     placed = exp.parallel.put_state(result.state)
+    if exp.test_time_eval_step is not None:
+        # The epoch was chosen on single views (averaging views every epoch would multiply evaluation's cost);
+        # the returned model is then reported both ways.
+        summary["single_view"] = {k: summary[k] for k in ("validation", "test") if k in summary}
+        summary["test_time_augment"] = list(config.data.test_time_augment)
+        for split in summary["single_view"]:
+            summary[split] = scalar_metrics(evaluate(placed, exp.test_time_eval_step, getattr(exp.data, split),
+                                               config.data.eval_batch_size, exp.parallel))
     if config.train.evaluate_train:
         summary["train_eval"] = evaluate(placed, exp.eval_step, exp.data.train, config.data.eval_batch_size, exp.parallel)
         # Positive gaps mean the model does better on what it trained on: validation loss minus train loss,
@@ -349,7 +386,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         machine={"platform": platform.platform(), "backend": jax.default_backend(),
                  "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
                  "strategy": exp.parallel.strategy, "precision": config.train.precision},
-        **_in_original_units(result.summary.get("test"), exp.data),
+        **_in_original_units(summary.get("test"), exp.data),
         train_examples=len(exp.data.train), validation_examples=len(exp.data.validation),
         test_examples=len(exp.data.test),
     )
@@ -362,7 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             summary["samples"] = judge(exp.model, result.state)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         if _is_classification(config, exp.data):
-            y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size)
+            y_pred = predict_classes(exp.model, result.state, exp.data.test, config.data.eval_batch_size, exp.test_time)
             save_predictions(workdir, exp.data.test.y, y_pred, exp.data.class_names, exp.data.test.x)
         write_report(workdir)
     return summary
@@ -372,9 +409,12 @@ def _is_classification(config: ml_collections.ConfigDict, data: DatasetSplits) -
     return config.loss.name in ("softmax_cross_entropy", "binary_cross_entropy") and np.ndim(data.test.y) == 1
 
 
-def predict_classes(model: Any, state: TrainState, data: ArrayDataset, batch_size: int) -> np.ndarray:
-    """The predicted class of every example of ``data`` (in order), from ``state`` in inference mode."""
-    predict = jax.jit(lambda s, x: predicted_classes(make_predict_step(model)(s, x)))  # state an argument, not a constant
+def predict_classes(model: Any, state: TrainState, data: ArrayDataset, batch_size: int,
+                    test_time: TestTimeAugmentation | None = None) -> np.ndarray:
+    """The predicted class of every example of ``data`` (in order), from ``state`` in inference mode (averaged
+    over ``test_time``'s views when given)."""
+    step = make_predict_step(model, test_time)
+    predict = jax.jit(lambda s, x: predicted_classes(step(s, x)))  # state an argument, not a constant
     return predict_in_order(lambda x: predict(state, x), data, batch_size)
 
 
@@ -388,18 +428,30 @@ def _in_original_units(test: dict[str, float] | None, data: DatasetSplits) -> di
     return out
 
 
-def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, dict[str, float]]:
-    """Restore the checkpoint a finished run left in ``workdir`` and evaluate it on ``splits``."""
+EVALUATION_FIELDS = ("data.test_time_augment", "data.eval_batch_size")  # what evaluate may change: not the model
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("validation", "test"),
+                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+    """Restore the checkpoint a finished run left in ``workdir`` and evaluate it on ``splits``, with
+    ``overrides`` of how it is evaluated (``EVALUATION_FIELDS``, e.g. ``"data.test_time_augment=('shifts',)"``)."""
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{workdir} has no config.json: is it the --workdir of a `jaxdl train` run?")
     config = config_from_json(config_path.read_text())
+    for assignment in overrides:
+        field = assignment.partition("=")[0].removeprefix("config.")
+        if field not in EVALUATION_FIELDS:
+            raise ValueError(f"evaluate can change only how a trained model is evaluated ({list(EVALUATION_FIELDS)}), "
+                             f"not {field!r}")
+        apply_override(config, assignment)
     if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
         config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
     # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint.
     step = checkpoint.returned_step(workdir)
     state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state, step))
-    return {split: evaluate(state, exp.eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
+    eval_step = exp.test_time_eval_step or exp.eval_step
+    return {split: evaluate(state, eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
             for split in splits}

@@ -281,7 +281,7 @@ def fit(
                     lr = float(jax.device_get(schedule(step - 1))) if schedule is not None else None
                     _check_finite(values["loss"], step, epoch, lr)  # before any save: a NaN state is never written
                     bar.set_postfix({k: f"{values[k]:.4f}" for k in SHOWN_METRICS if k in values})
-                    log.write({"kind": "train", "epoch": epoch, "step": step, **_scalars(values),
+                    log.write({"kind": "train", "epoch": epoch, "step": step, **scalar_metrics(values),
                                **({"learning_rate": lr} if lr is not None else {})})
                     window = None
                     if save_now:
@@ -290,9 +290,9 @@ def fit(
             bar.close()
             position.train_seconds += time.perf_counter() - epoch_start
             row: dict[str, Any] = {"epoch": epoch, "step": step}
-            row.update({f"train_{k}": v for k, v in _scalars(epoch_sums.compute()).items()})
+            row.update({f"train_{k}": v for k, v in scalar_metrics(epoch_sums.compute()).items()})
             if validation_data is not None:
-                last_validation = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
+                last_validation = scalar_metrics(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
                 row.update({f"val_{k}": v for k, v in last_validation.items()})
             row["epoch_seconds"] = time.perf_counter() - epoch_start
             history.append(row)
@@ -345,10 +345,10 @@ def fit(
         # The last epoch's evaluation already describes the returned state unless an earlier one was restored.
         returned_last = best_state is None or early_stopping.best_epoch == history[-1]["epoch"]
         if not returned_last or last_validation is None:
-            last_validation = _scalars(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
+            last_validation = scalar_metrics(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
         summary["validation"] = last_validation
     if test_data is not None:
-        summary["test"] = _scalars(evaluate(state, eval_step, test_data, eval_batch_size, parallel))
+        summary["test"] = scalar_metrics(evaluate(state, eval_step, test_data, eval_batch_size, parallel))
     summary["wall_seconds"] = time.perf_counter() - start_time
     state = parallel.get_state(state)
     if writes:
@@ -356,5 +356,6 @@ def fit(
     return FitResult(state, history, summary)
 
 
-def _scalars(values: dict[str, Any]) -> dict[str, float]:
+def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
+    """The scalar entries of a metrics dict as Python floats (what logs and summaries hold)."""
     return {k: float(v) for k, v in values.items() if np.ndim(v) == 0}

@@ -8,6 +8,7 @@ masked-out rows (padding) contribute to neither the loss nor the metrics.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl.data.test_time import TestTimeAugmentation
 from jaxdl.losses import LossFn
 from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.train.precision import all_finite, cast_floating, compute_dtype
@@ -153,27 +155,33 @@ def make_train_step(
 
 
 def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, axis_name: str | None = None,
-                   precision: str = "float32") -> EvalStep:
+                   precision: str = "float32", test_time: TestTimeAugmentation | None = None) -> EvalStep:
     """Build ``eval_step(state, batch) -> metrics``: inference mode (no dropout, BatchNorm running averages,
-    the parameters' moving average when the state keeps one), computing in ``precision``; under ``pmap`` (``axis_name``) the metrics are summed over devices."""
+    the parameters' moving average when the state keeps one), computing in ``precision``, the outputs averaged
+    over ``test_time``'s views of each input when given; under ``pmap`` (``axis_name``) the metrics are summed
+    over devices."""
     dtype = compute_dtype(precision)
 
     def eval_step(state: TrainState, batch: Batch) -> Metrics:
         x, y, mask = batch["x"], batch["y"], batch.get("mask")
         variables = state.inference_variables()
         variables = dict(variables, params=cast_floating(variables["params"], dtype))
-        outputs = cast_floating(model.apply(variables, cast_floating(x, dtype), train=False), jnp.float32)
+        forward = lambda inputs: cast_floating(model.apply(variables, inputs, train=False), jnp.float32)  # noqa: E731
+        x = cast_floating(x, dtype)
+        outputs = forward(x) if test_time is None else test_time(forward, x)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
 
     return eval_step
 
 
-def make_predict_step(model: nn.Module) -> Callable[[TrainState, jax.Array], jax.Array]:
+def make_predict_step(model: nn.Module, test_time: TestTimeAugmentation | None = None
+                      ) -> Callable[[TrainState, jax.Array], jax.Array]:
     """Build ``predict(state, x) -> outputs`` (logits or regression outputs) in inference mode, with the
-    parameters' moving average when the state keeps one."""
+    parameters' moving average when the state keeps one, averaged over ``test_time``'s views when given."""
 
     def predict(state: TrainState, x: jax.Array) -> jax.Array:
-        return model.apply(state.inference_variables(), x, train=False)
+        forward = functools.partial(model.apply, state.inference_variables(), train=False)
+        return forward(x) if test_time is None else test_time(forward, x)
 
     return predict

@@ -1,6 +1,7 @@
 """Checkpoints: what is kept, exact resume (also after SIGKILL), damaged checkpoints, partial and resharded restores."""
 
 import concurrent.futures
+import dataclasses
 import json
 import os
 import subprocess
@@ -291,3 +292,24 @@ def test_resuming_a_run_that_restores_its_best_epoch_returns_the_same_state(tmp_
     resumed = run(tmp_path / "split", 4)  # the best state so far comes back from its checkpoint
     assert resumed.summary["best_epoch"] == straight.summary["best_epoch"]
     _assert_trees_equal(resumed.state.params, straight.state.params)
+
+
+def test_a_checkpoint_from_before_a_state_field_existed_restores_with_that_field_empty(tmp_path):
+    """Checkpoints written before `TrainState.average` existed restore into a state that keeps no average (the
+    field stays None) and refuse one that does: its average is missing from the checkpoint."""
+    import flax
+
+    from jaxdl.optim import make_optimizer
+    from jaxdl.train.state import TrainState, create_train_state
+
+    model, state = small_setup()[:2]
+    tx, _ = make_optimizer({"name": "adam", "learning_rate": 1e-2}, 10, 3)
+    state = create_train_state(model, tx, blobs(1).x, 0)
+    fields = [f.name for f in dataclasses.fields(TrainState) if f.name != "average"]
+    Older = flax.struct.dataclass(type("Older", (), {"__annotations__": {name: object for name in fields}}))
+    checkpoint.save_checkpoint(tmp_path, Older(**{name: getattr(state, name) for name in fields}), step=3)
+    restored = checkpoint.restore_checkpoint(tmp_path, state)
+    assert isinstance(restored, TrainState) and restored.average is None
+    _assert_trees_equal(restored, state)
+    with pytest.raises(CheckpointMismatchError, match="missing in checkpoint: average"):
+        checkpoint.restore_checkpoint(tmp_path, create_train_state(model, tx, blobs(1).x, 0, average=True))
