@@ -3,12 +3,22 @@
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 
 from jaxdl.cli import main
+from jaxdl.data.test_time import make_test_time_augmentation
+from jaxdl.losses import softmax_cross_entropy
+from jaxdl.metrics import classification_metrics
+from jaxdl.optim import make_optimizer
 from jaxdl.report import PREDICTIONS
+from jaxdl.train.loop import evaluate
+from jaxdl.train.parallel import make_parallel
+from jaxdl.train.state import create_train_state
+from jaxdl.train.step import make_eval_step
 from tests.test_cli import ROOT, TINY
+from tests.train.helpers import blobs, bn_convnet
 
 VIEWS = '--config.data.test_time_augment=("horizontal_flip", "shifts")'
 
@@ -53,3 +63,24 @@ def test_inputs_or_outputs_that_views_cannot_average_fail_before_training(tmp_pa
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("strategy", ["pmap", "mesh"])
+def test_averaged_evaluation_on_eight_devices_equals_the_single_device_one(strategy):
+    """The views' scan runs inside each device's share of the batch: metrics summed over devices are the
+    single-device metrics."""
+    model = bn_convnet()
+    tx, _ = make_optimizer({"name": "adam", "learning_rate": 1e-2}, 10, 3)
+    state = create_train_state(model, tx, np.zeros((1, 4, 4, 1), np.float32), 0)
+    data = blobs(64, seed=3)
+    test_time = make_test_time_augmentation(("horizontal_flip", "shifts"))
+    results = {}
+    for name in ("jit", strategy):
+        parallel = make_parallel(name)
+        step = make_eval_step(parallel.prepare_model(model), softmax_cross_entropy, classification_metrics(3),
+                              axis_name=parallel.axis_name, test_time=test_time)
+        results[name] = evaluate(parallel.put_state(state), parallel.compile_eval_step(step), data, 64, parallel)
+    single = evaluate(state, jax.jit(make_eval_step(model, softmax_cross_entropy, classification_metrics(3))), data, 64)
+    assert results[strategy]["count"] == 64 and results["jit"]["loss"] != pytest.approx(single["loss"], rel=1e-4)
+    for key in ("loss", "accuracy"):
+        assert results[strategy][key] == pytest.approx(results["jit"][key], rel=1e-5)
