@@ -6,7 +6,8 @@ up to 2 pixels, inside the compiled step, and reports test accuracy averaged ove
 same run with neither: `jaxdl train experiments/fashion_augment.py --workdir runs/fashion_plain
 --config.data.augment="()" --config.data.test_time_augment="()"`. Each summary.json also holds the
 single-view accuracy (`single_view`).
-`jaxdl tune experiments/fashion_augment.py --workdir runs/fashion_grid` compares the two on validation.
+`jaxdl tune experiments/fashion_augment.py --workdir runs/fashion_grid` compares the two on validation (single
+views: searches rank trials the way epochs are chosen).
 """
 
 import pathlib
