@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from jaxdl.config import default_config
 from jaxdl.data.base import DatasetSplits
+from jaxdl.data.test_time import compose_views
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import MLP
@@ -158,3 +159,21 @@ def test_a_vmapped_ensemble_equals_its_members_trained_alone_and_averages_their_
     # Members start from different seeds: they are different models.
     first, second = unstack(together.result.states, 0).params, unstack(together.result.states, 1).params
     assert not np.allclose(jax.tree.leaves(first)[0], jax.tree.leaves(second)[0])
+
+
+def test_an_ensemble_over_test_time_views_averages_every_member_over_every_view():
+    """``data.test_time_augment`` in an ensemble: the reported accuracies are those of the members' and the
+    ensemble's probabilities averaged over the views, computed here member by member and view by view."""
+    data = _splits()
+    config = _config()
+    config.data.test_time_augment = ("horizontal_flip", "shifts")
+    result = train_ensemble(config, members=2, data=data)
+    model = MLP(hidden_sizes=(8,), num_outputs=3, dropout_rate=0.1)
+    x, labels = jnp.asarray(data.test.x), np.asarray(data.test.y)
+    by_hand = np.array([[jax.nn.softmax(model.apply(unstack(result.result.states, i).variables(), view(x)), -1)
+                         for view in compose_views(config.data.test_time_augment)] for i in range(2)]).mean(axis=1)
+    assert len(compose_views(config.data.test_time_augment)) == 10
+    assert result.member_accuracy == pytest.approx([float(np.mean(p.argmax(-1) == labels)) for p in by_hand])
+    assert result.ensemble_accuracy == pytest.approx(float(np.mean(by_hand.mean(0).argmax(-1) == labels)))
+    single = np.array([jax.nn.softmax(model.apply(unstack(result.result.states, i).variables(), x), -1) for i in range(2)])
+    assert not np.allclose(single, by_hand, atol=1e-3)  # the views change the probabilities the accuracies come from

@@ -4,6 +4,7 @@ ensemble predicts the mean of the members' class probabilities."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterator
 
 import jax
@@ -13,19 +14,29 @@ import numpy as np
 
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset
+from jaxdl.data.test_time import TestTimeAugmentation
 from jaxdl.train.loop import predict_in_order
 from jaxdl.train.state import TrainState, create_train_states
 from jaxdl.tune.stacked import StackedResult, fit_stacked
 
 
-def member_probabilities(model: Any, states: TrainState, x: jax.Array) -> jax.Array:
-    """Each member's softmax for stacked ``states`` (``[members, ...]``): ``x: [batch, ...] -> [members, batch, classes]``."""
-    return jax.vmap(lambda state: jax.nn.softmax(model.apply(state.inference_variables(), x, train=False), axis=-1))(states)
+def member_probabilities(model: Any, states: TrainState, x: jax.Array,
+                         test_time: TestTimeAugmentation | None = None) -> jax.Array:
+    """Each member's softmax for stacked ``states`` (``[members, ...]``): ``x: [batch, ...] -> [members, batch,
+    classes]``; with ``test_time``, each member's probabilities averaged over its views of ``x``."""
+
+    def one(state: TrainState) -> jax.Array:
+        forward = functools.partial(model.apply, state.inference_variables(), train=False)
+        return jax.nn.softmax(forward(x) if test_time is None else test_time(forward, x), axis=-1)
+
+    return jax.vmap(one)(states)
 
 
-def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array) -> jax.Array:
-    """The ensemble's prediction: the members' mean class probabilities ``[batch, classes]``."""
-    return jnp.mean(member_probabilities(model, states, x), axis=0)
+def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array,
+                           test_time: TestTimeAugmentation | None = None) -> jax.Array:
+    """The ensemble's prediction: the members' mean class probabilities ``[batch, classes]`` (over ``test_time``'s
+    views too, when given)."""
+    return jnp.mean(member_probabilities(model, states, x, test_time), axis=0)
 
 
 @dataclasses.dataclass
@@ -40,7 +51,8 @@ class EnsembleResult:
 def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: DatasetSplits | None = None,
                    vmap: bool = True) -> EnsembleResult:
     """Train ``members`` copies of the experiment ``config`` from seeds ``seed, seed + 1, ...`` (same batches)
-    as one vmapped program, and score each member and the probability-averaging ensemble on the test split."""
+    as one vmapped program, and score each member and the probability-averaging ensemble on the test split
+    (each over ``data.test_time_augment``'s views when the config names some)."""
     from jaxdl.train.experiment import build_experiment
 
     if members < 1:
@@ -62,13 +74,15 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
 
     result = fit_stacked(states, exp.pure_train_step, exp.pure_eval_step, batches, config.train.num_epochs,
                          validation, vmap=vmap)
-    member_probs, ensemble_probs = _test_probabilities(exp.model, result.states, data.test, config.data.eval_batch_size)
+    member_probs, ensemble_probs = _test_probabilities(exp.model, result.states, data.test, config.data.eval_batch_size,
+                                                       exp.test_time)
     labels = np.asarray(data.test.y)
     member_accuracy = [float(np.mean(p.argmax(-1) == labels)) for p in member_probs]
     return EnsembleResult(result, member_accuracy, float(np.mean(ensemble_probs.argmax(-1) == labels)))
 
 
-def _test_probabilities(model: Any, states: TrainState, test: ArrayDataset, batch_size: int):
-    members = jax.jit(lambda s, x: member_probabilities(model, s, x))
+def _test_probabilities(model: Any, states: TrainState, test: ArrayDataset, batch_size: int,
+                        test_time: TestTimeAugmentation | None):
+    members = jax.jit(lambda s, x: member_probabilities(model, s, x, test_time))
     probs = predict_in_order(lambda x: members(states, x), test, batch_size, axis=1)
     return probs, probs.mean(axis=0)
