@@ -16,7 +16,11 @@ def _parse_value(text: str) -> Any:
     try:
         return int(text)
     except ValueError:
+        pass
+    try:
         return float(text)
+    except ValueError:
+        return text.strip().strip("'\"")  # a word, e.g. mode=reflect: the function checks it
 
 
 def parse_spec(spec: str, registry: dict[str, Callable[..., Any]], kind: str, positional: tuple[str, ...] = ("x",)) -> tuple[str, dict[str, Any]]:

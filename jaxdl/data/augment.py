@@ -24,20 +24,29 @@ def _check_images(images: jax.Array, name: str) -> None:
         raise ValueError(f"{name} expects images [batch, height, width, channels], got shape {images.shape}")
 
 
+PAD_MODES = ("edge", "constant", "reflect")
+
+
+def pad_border(images: jax.Array, padding: int, mode: str, name: str) -> jax.Array:
+    """``images`` padded by ``padding`` pixels on every side, the border filled by ``mode`` (one of
+    ``PAD_MODES``); ``name`` is the transform whose arguments are checked, for the error message."""
+    _check_images(images, name)
+    if padding < 0:
+        raise ValueError(f"{name} padding must be >= 0, got {padding}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"{name} mode must be one of {list(PAD_MODES)}, got {mode!r}")
+    return jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode=mode)
+
+
 def random_crop(key: jax.Array, images: jax.Array, padding: int = 2, mode: str = "edge") -> jax.Array:
     """Pad each image by ``padding`` pixels on every side, then crop back to its size at a random offset:
     a random translation by up to ``padding`` pixels in each direction. ``mode`` is how the border is
     filled: ``"edge"`` (repeat the border pixels, right for normalised images whose background is not 0),
     ``"constant"`` (zeros) or ``"reflect"``."""
-    _check_images(images, "random_crop")
-    if padding < 0:
-        raise ValueError(f"random_crop padding must be >= 0, got {padding}")
-    if mode not in ("edge", "constant", "reflect"):
-        raise ValueError(f"random_crop mode must be 'edge', 'constant' or 'reflect', got {mode!r}")
+    padded = pad_border(images, padding, mode, "random_crop")
     if padding == 0:
         return images
     b, h, w, c = images.shape
-    padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode=mode)
     offsets = jax.random.randint(key, (b, 2), 0, 2 * padding + 1)
 
     def crop(image, offset):

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxdl.data.augment import PAD_MODES, pad_border
 from jaxdl.spec import parse_spec
 
 View = Callable[[jax.Array], jax.Array]
@@ -27,10 +28,8 @@ def shift(images: jax.Array, dy: int, dx: int, mode: str = "edge") -> jax.Array:
     """Move every image ``dy`` pixels down and ``dx`` right (negative: up, left), filling the uncovered border
     as ``random_crop`` does (``"edge"`` repeats the border pixels): one fixed offset of its random crops."""
     pad = max(abs(dy), abs(dx))
-    if pad == 0:
-        return images
     _, h, w, _ = images.shape
-    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
+    padded = pad_border(images, pad, mode, "test-time shift")
     return padded[:, pad - dy:pad - dy + h, pad - dx:pad - dx + w, :]
 
 
@@ -49,8 +48,8 @@ def shifts(pixels: int = 1, mode: str = "edge") -> list[View]:
     ``random_crop(padding=p)`` trains on for ``pixels <= p``."""
     if pixels < 1:
         raise ValueError(f"test-time shifts need pixels >= 1, got {pixels}")
-    if mode not in ("edge", "constant", "reflect"):
-        raise ValueError(f"test-time shifts mode must be 'edge', 'constant' or 'reflect', got {mode!r}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"test-time shifts mode must be one of {list(PAD_MODES)}, got {mode!r}")
     moves = ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels))
     return [lambda x: x] + [lambda x, dy=dy, dx=dx: shift(x, dy, dx, mode) for dy, dx in moves]
 
@@ -60,7 +59,28 @@ VIEW_SETS: dict[str, Callable[..., list[View]]] = {
     "vertical_flip": vertical_flip,
     "shifts": shifts,
 }
-COMBINES = ("probabilities", "sigmoid", "mean")
+
+
+def _mean_probability(outputs: jax.Array) -> jax.Array:
+    return jax.nn.logsumexp(jax.nn.log_softmax(outputs, axis=-1), axis=0) - jnp.log(outputs.shape[0])
+
+
+def _mean_sigmoid(outputs: jax.Array) -> jax.Array:
+    # log(mean p) - log(mean (1 - p)) = the logit of the mean probability, without forming p.
+    return jax.nn.logsumexp(jax.nn.log_sigmoid(outputs), axis=0) - jax.nn.logsumexp(jax.nn.log_sigmoid(-outputs), axis=0)
+
+
+COMBINES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "probabilities": _mean_probability,  # softmax classifiers: returned as log-probabilities
+    "sigmoid": _mean_sigmoid,  # binary classifiers: returned as logits
+    "mean": lambda outputs: jnp.mean(outputs, axis=0),  # regression
+}
+
+
+def _combiner(combine: str) -> Callable[[jax.Array], jax.Array]:
+    if combine not in COMBINES:
+        raise ValueError(f"unknown way to combine test-time views {combine!r}; valid: {list(COMBINES)}")
+    return COMBINES[combine]
 
 
 def compose_views(specs: Sequence[str]) -> list[View]:
@@ -84,28 +104,17 @@ def combine_views(outputs: jax.Array, combine: str) -> jax.Array:
     """Average ``outputs [views, batch, ...]`` over the views: as softmax probabilities (``"probabilities"``,
     returned as log-probabilities), as sigmoid probabilities (``"sigmoid"``, returned as logits) or as they are
     (``"mean"``)."""
-    outputs = outputs.astype(jnp.float32)
-    count = jnp.log(outputs.shape[0])
-    if combine == "probabilities":
-        return jax.nn.logsumexp(jax.nn.log_softmax(outputs, axis=-1), axis=0) - count
-    if combine == "sigmoid":
-        # log(mean p) - log(mean (1 - p)) = the logit of the mean probability, without forming p.
-        return (jax.nn.logsumexp(jax.nn.log_sigmoid(outputs), axis=0)
-                - jax.nn.logsumexp(jax.nn.log_sigmoid(-outputs), axis=0))
-    if combine == "mean":
-        return jnp.mean(outputs, axis=0)
-    raise ValueError(f"unknown way to combine test-time views {combine!r}; valid: {list(COMBINES)}")
+    return _combiner(combine)(outputs.astype(jnp.float32))
 
 
 def make_test_time_augmentation(specs: Sequence[str], combine: str = "probabilities") -> TestTimeAugmentation | None:
     """``predict(forward, images) -> outputs``: ``forward`` (the model in inference mode) applied to every view
     of ``images`` named by ``specs``, one view at a time (memory of one batch), the outputs averaged by
     ``combine``; None when ``specs`` is empty (predict on the images alone)."""
-    if combine not in COMBINES:
-        raise ValueError(f"unknown way to combine test-time views {combine!r}; valid: {list(COMBINES)}")
-    views = compose_views(specs)
+    average = _combiner(combine)
     if not specs:
         return None
+    views = compose_views(specs)
 
     def predict(forward: Forward, images: jax.Array) -> jax.Array:
         if images.ndim != 4:
@@ -113,6 +122,11 @@ def make_test_time_augmentation(specs: Sequence[str], combine: str = "probabilit
                              f"{images.shape}")
         # A scan over stacked views, not a batch of all of them: evaluation memory stays one batch's.
         stacked = jnp.stack([view(images) for view in views])
-        return combine_views(jax.lax.map(forward, stacked), combine)
+        return average(jax.lax.map(forward, stacked).astype(jnp.float32))
 
     return predict
+
+
+def predict_over_views(forward: Forward, images: jax.Array, test_time: TestTimeAugmentation | None) -> jax.Array:
+    """``forward(images)``, averaged over ``test_time``'s views when given: what every evaluation path calls."""
+    return forward(images) if test_time is None else test_time(forward, images)

@@ -146,6 +146,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
             model_kwargs.setdefault(key, value)
     steps_per_epoch = num_train_batches(len(data.train), config.data.batch_size)
     sample = map_inputs(lambda a: a[:1], data.train.x)
+    combine = _test_time_combine(config)  # before any model is built: a GAN or a mask has no views to average
     if config.loss.name == "gan":
         return _gan_experiment(config, data, model_kwargs, sample, steps_per_epoch)
     if config.train.generator_ema:
@@ -179,7 +180,7 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
                                  make_augmentation(tuple(config.data.augment), data.num_classes),
                                  accumulation_steps=train.accumulation_steps, ema_decay=ema_decay, **precision)
     eval_step = make_eval_step(step_model, loss_fn, metrics_fn, **precision)
-    test_time = _test_time_augmentation(config, sample)
+    test_time = _test_time_augmentation(config, sample, combine)
     test_time_eval_step = None if test_time is None else parallel.compile_eval_step(
         make_eval_step(step_model, loss_fn, metrics_fn, test_time=test_time, **precision))
     return Experiment(config, data, model, schedule, state, parallel.compile_train_step(train_step),
@@ -190,21 +191,29 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
 TEST_TIME_COMBINES = {"softmax_cross_entropy": "probabilities", "binary_cross_entropy": "sigmoid", "mse": "mean"}
 
 
-def _test_time_augmentation(config: ml_collections.ConfigDict, sample: Any) -> TestTimeAugmentation | None:
-    """``data.test_time_augment``'s views, averaged the way the loss reads the outputs; an error where the
-    inputs are not images or the outputs are not one prediction per image (a mask or a box grid would have
-    to be mapped back through each view)."""
-    specs = tuple(config.data.test_time_augment)
-    if not specs:
+def _test_time_combine(config: ml_collections.ConfigDict) -> str | None:
+    """How ``data.test_time_augment``'s views are averaged for this loss (None without views); an error where the
+    outputs are not one prediction per image (a mask or a box grid would have to be mapped back through each
+    view, a GAN has no prediction)."""
+    if not tuple(config.data.test_time_augment):
         return None
     if config.loss.name not in TEST_TIME_COMBINES:
         raise ValueError(f"data.test_time_augment averages one prediction per image; loss {config.loss.name!r} "
                          f"is not supported (supported: {sorted(TEST_TIME_COMBINES)}): set data.test_time_augment=()")
+    return TEST_TIME_COMBINES[config.loss.name]
+
+
+def _test_time_augmentation(config: ml_collections.ConfigDict, sample: Any, combine: str | None) -> TestTimeAugmentation | None:
+    """``data.test_time_augment``'s views averaged by ``combine``; an error where the model's inputs (after a
+    transfer's feature extraction, say) are not images."""
+    if combine is None:
+        return None
+    specs = tuple(config.data.test_time_augment)
     if not isinstance(sample, jax.Array | np.ndarray) or np.ndim(sample) != 4:
         shape = np.shape(sample) if isinstance(sample, jax.Array | np.ndarray) else type(sample).__name__
         raise ValueError(f"data.test_time_augment={specs} needs image inputs [batch, height, width, channels]; "
                          f"this data set's inputs are {shape}")
-    return make_test_time_augmentation(specs, TEST_TIME_COMBINES[config.loss.name])
+    return make_test_time_augmentation(specs, combine)
 
 
 def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -221,9 +230,6 @@ def _gan_experiment(config: ml_collections.ConfigDict, data: DatasetSplits, mode
     model_kwargs.setdefault("image_shape", tuple(int(d) for d in sample.shape[1:]))
     model = create_model("gan", **model_kwargs)
     tx, schedule = make_optimizer(config.optimizer, max(steps_per_epoch, 1), config.train.num_epochs)
-    if tuple(config.data.test_time_augment):
-        raise ValueError("data.test_time_augment averages a classifier's predictions over views; a GAN has none to "
-                         "average: set data.test_time_augment=()")
     if config.train.ema_decay:
         raise ValueError("train.ema_decay averages a classifier's weights; a GAN averages its generator with "
                          "train.generator_ema")

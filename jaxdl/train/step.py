@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.data.test_time import TestTimeAugmentation
+from jaxdl.data.test_time import TestTimeAugmentation, predict_over_views
 from jaxdl.losses import LossFn
 from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.train.precision import all_finite, cast_floating, compute_dtype
@@ -168,7 +168,7 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, 
         variables = dict(variables, params=cast_floating(variables["params"], dtype))
         forward = lambda inputs: cast_floating(model.apply(variables, inputs, train=False), jnp.float32)  # noqa: E731
         x = cast_floating(x, dtype)
-        outputs = forward(x) if test_time is None else test_time(forward, x)
+        outputs = predict_over_views(forward, x, test_time)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
 
@@ -182,6 +182,6 @@ def make_predict_step(model: nn.Module, test_time: TestTimeAugmentation | None =
 
     def predict(state: TrainState, x: jax.Array) -> jax.Array:
         forward = functools.partial(model.apply, state.inference_variables(), train=False)
-        return forward(x) if test_time is None else test_time(forward, x)
+        return predict_over_views(forward, x, test_time)
 
     return predict

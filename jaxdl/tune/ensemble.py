@@ -4,7 +4,6 @@ ensemble predicts the mean of the members' class probabilities."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Iterator
 
 import jax
@@ -17,6 +16,7 @@ from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.test_time import TestTimeAugmentation
 from jaxdl.train.loop import predict_in_order
 from jaxdl.train.state import TrainState, create_train_states
+from jaxdl.train.step import make_predict_step
 from jaxdl.tune.stacked import StackedResult, fit_stacked
 
 
@@ -24,12 +24,8 @@ def member_probabilities(model: Any, states: TrainState, x: jax.Array,
                          test_time: TestTimeAugmentation | None = None) -> jax.Array:
     """Each member's softmax for stacked ``states`` (``[members, ...]``): ``x: [batch, ...] -> [members, batch,
     classes]``; with ``test_time``, each member's probabilities averaged over its views of ``x``."""
-
-    def one(state: TrainState) -> jax.Array:
-        forward = functools.partial(model.apply, state.inference_variables(), train=False)
-        return jax.nn.softmax(forward(x) if test_time is None else test_time(forward, x), axis=-1)
-
-    return jax.vmap(one)(states)
+    predict = make_predict_step(model, test_time)
+    return jax.vmap(lambda state: jax.nn.softmax(predict(state, x), axis=-1))(states)
 
 
 def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array,

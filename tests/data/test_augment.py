@@ -80,6 +80,16 @@ def test_composition_and_bad_names():
         make_augmentation(["random_rotate"])
     with pytest.raises(ValueError, match="takes"):
         make_augmentation(["random_crop(pad=2)"])
+    with pytest.raises(ValueError, match=r"random_crop padding must be >= 0, got -1"):
+        random_crop(jax.random.PRNGKey(0), x, padding=-1)
+    with pytest.raises(ValueError, match=r"random_crop mode must be one of \['edge', 'constant', 'reflect'\], got 'wrap'"):
+        random_crop(jax.random.PRNGKey(0), x, mode="wrap")
+    # A word argument passes through the spec to the function: every crop is a window of the reflect-padded image.
+    reflected = np.asarray(make_augmentation(["random_crop(padding=1, mode='reflect')"])(jax.random.PRNGKey(0), x, y)[0])
+    padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    h, w = x.shape[1:3]
+    for i in range(len(x)):
+        assert any(np.array_equal(reflected[i], padded[i, dy:dy + h, dx:dx + w]) for dy in range(3) for dx in range(3))
 
 
 def test_affine_quarter_turns_and_integer_shifts_move_pixels_exactly():

@@ -88,12 +88,15 @@ def test_views_are_averaged_as_probabilities_as_sigmoid_probabilities_or_as_they
         np.testing.assert_array_equal(np.argmax(probabilities, -1), np.argmax(outputs[0], -1))
 
 
-def test_the_prediction_is_the_average_over_views_of_the_model_applied_to_each():
-    rng = np.random.default_rng(3)
+@settings(max_examples=8)
+@given(specs=st.lists(st.sampled_from(["horizontal_flip", "vertical_flip", "shifts", "shifts(pixels=2, mode=reflect)"]),
+                      min_size=1, max_size=2, unique=True),
+       seed=st.integers(0, 99))
+def test_the_prediction_is_the_average_over_views_of_the_model_applied_to_each(specs, seed):
+    rng = np.random.default_rng(seed)
     weights = rng.normal(size=(7 * 6 * 2, 4)).astype(np.float32)
     forward = lambda images: images.reshape(images.shape[0], -1) @ weights  # noqa: E731
-    x = _images(4)
-    specs = ("horizontal_flip", "shifts(pixels=2)")
+    x = _images(seed)
     got = jax.jit(lambda a: make_test_time_augmentation(specs)(forward, a))(jnp.asarray(x))
     logits = [np.asarray(forward(np.asarray(v(jnp.asarray(x))))) for v in compose_views(specs)]
     want = np.mean([np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
@@ -112,6 +115,8 @@ def test_no_views_means_no_averaging_and_bad_specs_fail_clearly():
         make_test_time_augmentation(("shifts(padding=2)",))
     with pytest.raises(ValueError, match="pixels >= 1"):
         make_test_time_augmentation(("shifts(pixels=0)",))
+    with pytest.raises(ValueError, match=r"shifts mode must be one of \['edge', 'constant', 'reflect'\]"):
+        make_test_time_augmentation(("shifts(mode=wrap)",))
     with pytest.raises(ValueError, match=r"combine.*'median'.*" + str(list(COMBINES)).replace("[", r"\[")):
         make_test_time_augmentation(("shifts",), combine="median")
     predict = make_test_time_augmentation(("shifts",))
