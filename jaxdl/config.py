@@ -96,7 +96,8 @@ def default_config() -> ConfigDict:
                                       cache_dir=ml_collections.FieldReference(None, field_type=str)))
     # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as
     # "loguniform(1e-4, 1e-2)", `trials` draws) or "kfold" (`k` folds); space = ((field path, values), ...).
-    config.search = ConfigDict(dict(kind="", space=(), trials=8, seed=0, metric="val_accuracy", k=5))
+    # schedule: how trials that share shapes train: "vmap" (one program), "sequential", or "auto" (time both).
+    config.search = ConfigDict(dict(kind="", space=(), trials=8, seed=0, metric="val_accuracy", k=5, schedule="auto"))
     return config
 
 

@@ -32,6 +32,7 @@ from jaxdl.tune import (
     train_ensemble,
     unstack,
 )
+from jaxdl.tune.run import run_tuning
 from tests.train.helpers import blobs
 
 
@@ -79,8 +80,8 @@ def _config(**train):
 
 def test_vmapped_kfold_equals_the_folds_trained_one_by_one():
     data = _splits()
-    together = cross_validate(_config(), k=3, data=data)
-    alone = cross_validate(_config(), k=3, data=data, vmap=False)
+    together = cross_validate(_config(), k=3, data=data, schedule="vmap")
+    alone = cross_validate(_config(), k=3, data=data, schedule="sequential")
     _close(together.result.states.params, alone.result.states.params)
     for a, b in zip(together.folds, alone.folds):
         assert a["count"] == b["count"] and a["accuracy"] == pytest.approx(b["accuracy"], abs=1e-6)
@@ -101,7 +102,7 @@ def test_a_vmapped_learning_rate_trial_equals_the_same_trial_trained_alone():
     data = blobs(64, seed=3)
     together = fit_stacked(states, make_train_step(model, softmax_cross_entropy, metrics, tx),
                            make_eval_step(model, softmax_cross_entropy, metrics),
-                           lambda epoch: data.train_batches(16, 0, epoch), num_epochs=2)
+                           lambda epoch: data.train_batches(16, 0, epoch), num_epochs=2, schedule="vmap")
     for i, rate in enumerate(rates):
         plain_tx, _ = make_optimizer({**config, "learning_rate": rate}, 4, 2)
         state = create_train_state(model, plain_tx, jnp.zeros((1, 4, 4, 1)), 0)
@@ -110,6 +111,54 @@ def test_a_vmapped_learning_rate_trial_equals_the_same_trial_trained_alone():
             for batch in data.train_batches(16, 0, epoch):
                 state, _ = step(state, batch)
         _close(unstack(together.states, i).params, state.params)
+
+
+def _lr_trials(rates=(0.3, 0.03, 0.003)):
+    """Stacked momentum trials of a small MLP on blobs, and the arguments `fit_stacked` takes for them."""
+    model, metrics = MLP(hidden_sizes=(8,), num_outputs=3), classification_metrics(3)
+    tx, _ = make_optimizer({"name": "momentum", "learning_rate": 0.1}, 4, 2, tunable=True)
+    init = create_train_state(model, tx, jnp.zeros((1, 4, 4, 1)), 0)
+    states = stack([init.replace(opt_state=set_hyperparams(init.opt_state, learning_rate=r)) for r in rates])
+    data = blobs(64, seed=3)
+    steps = (make_train_step(model, softmax_cross_entropy, metrics, tx), make_eval_step(model, softmax_cross_entropy, metrics))
+    return states, *steps, lambda epoch: data.train_batches(16, 0, epoch)
+
+
+@pytest.mark.parametrize(("vmap_ms", "sequential_ms", "expected"),
+                         [(10.0, 5.0, "sequential"), (10.0, 9.5, "vmap"), (3.0, 24.0, "vmap")])
+def test_auto_schedule_runs_what_the_timing_says_and_trains_the_same(monkeypatch, vmap_ms, sequential_ms, expected):
+    # Sequential must win by more than 10%: the one vmapped program also reads each batch once.
+    states, train_step, eval_step, batches = _lr_trials()
+    monkeypatch.setattr("jaxdl.tune.stacked.measure_schedules",
+                        lambda *args: {"vmap": vmap_ms, "sequential": sequential_ms})
+    auto = fit_stacked(jax.tree.map(jnp.copy, states), train_step, eval_step, batches, 2, schedule="auto")
+    assert auto.schedule == expected and auto.step_ms == {"vmap": vmap_ms, "sequential": sequential_ms}
+    chosen = fit_stacked(jax.tree.map(jnp.copy, states), train_step, eval_step, batches, 2, schedule=expected)
+    assert chosen.schedule == expected and chosen.step_ms is None
+    for a, b in zip(jax.tree.leaves(auto.states.params), jax.tree.leaves(chosen.states.params)):
+        np.testing.assert_array_equal(a, b)  # the same program on the same batches: bitwise
+    assert auto.history == chosen.history
+
+
+def test_measuring_the_schedules_times_both_on_copies_and_trains_nothing_twice():
+    # Were the timing steps taken on the real states, they would be donated (training would fail) or trained
+    # a few extra steps (the result would differ from the reference).
+    states, train_step, eval_step, batches = _lr_trials()
+    reference = fit_stacked(jax.tree.map(jnp.copy, states), train_step, eval_step, batches, 1, schedule="sequential")
+    result = fit_stacked(states, train_step, eval_step, batches, 1, schedule="auto")
+    assert set(result.step_ms) == {"vmap", "sequential"} and result.schedule in ("vmap", "sequential")
+    assert all(np.isfinite(ms) and ms > 0 for ms in result.step_ms.values())
+    _close(result.states.params, reference.states.params)
+
+
+def test_an_unknown_schedule_is_refused_naming_the_valid_ones(tmp_path):
+    states, train_step, eval_step, batches = _lr_trials()
+    with pytest.raises(ValueError, match=r"unknown schedule 'parallel'; valid: \['auto', 'vmap', 'sequential'\]"):
+        fit_stacked(states, train_step, eval_step, batches, 1, schedule="parallel")
+    config = _config()
+    config.search.kind, config.search.schedule = "kfold", "parallel"
+    with pytest.raises(ValueError, match=r"config.search.schedule is 'parallel'; valid: \['auto', 'vmap', 'sequential'\]"):
+        run_tuning(config, tmp_path)
 
 
 def test_grid_random_and_bad_search_spaces():
@@ -145,8 +194,8 @@ def test_search_ranks_trials_writes_its_table_and_puts_a_diverged_trial_last(tmp
 
 def test_a_vmapped_ensemble_equals_its_members_trained_alone_and_averages_their_probabilities():
     data = _splits()
-    together = train_ensemble(_config(), members=3, data=data)
-    alone = train_ensemble(_config(), members=3, data=data, vmap=False)
+    together = train_ensemble(_config(), members=3, data=data, schedule="vmap")
+    alone = train_ensemble(_config(), members=3, data=data, schedule="sequential")
     _close(together.result.states.params, alone.result.states.params)
     assert together.member_accuracy == pytest.approx(alone.member_accuracy, abs=1e-9)
     model = MLP(hidden_sizes=(8,), num_outputs=3, dropout_rate=0.1)

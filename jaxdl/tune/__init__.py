@@ -3,9 +3,9 @@
 from jaxdl.tune.ensemble import EnsembleResult, ensemble_probabilities, train_ensemble
 from jaxdl.tune.kfold import KFoldResult, cross_validate, fold_splits, stratified_kfold
 from jaxdl.tune.search import SearchResult, grid_trials, parse_grid, random_trials, run_search
-from jaxdl.tune.stacked import StackedResult, fit_stacked, stack, unstack
+from jaxdl.tune.stacked import SCHEDULES, StackedResult, fit_stacked, stack, unstack
 
 __all__ = [
     "EnsembleResult", "KFoldResult", "SearchResult", "ensemble_probabilities", "train_ensemble", "StackedResult", "cross_validate", "fit_stacked", "fold_splits", "grid_trials",
-    "parse_grid", "random_trials", "run_search", "stack", "stratified_kfold", "unstack",
+    "SCHEDULES", "parse_grid", "random_trials", "run_search", "stack", "stratified_kfold", "unstack",
 ]

@@ -45,9 +45,9 @@ class EnsembleResult:
 
 
 def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: DatasetSplits | None = None,
-                   vmap: bool = True) -> EnsembleResult:
+                   schedule: str = "auto") -> EnsembleResult:
     """Train ``members`` copies of the experiment ``config`` from seeds ``seed, seed + 1, ...`` (same batches)
-    as one vmapped program, and score each member and the probability-averaging ensemble on the test split
+    as one vmapped program (or one after another: `fit_stacked`'s ``schedule``), and score each member and the probability-averaging ensemble on the test split
     (each over ``data.test_time_augment``'s views when the config names some)."""
     from jaxdl.train.experiment import build_experiment
 
@@ -69,7 +69,7 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
         return data.validation.eval_batches(config.data.eval_batch_size)
 
     result = fit_stacked(states, exp.pure_train_step, exp.pure_eval_step, batches, config.train.num_epochs,
-                         validation, vmap=vmap)
+                         validation, schedule=schedule)
     member_probs, ensemble_probs = _test_probabilities(exp.model, result.states, data.test, config.data.eval_batch_size,
                                                        exp.test_time)
     labels = np.asarray(data.test.y)

@@ -83,7 +83,8 @@ class KFoldResult:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict: per-fold, mean and std of every validation metric."""
-        return {"folds": self.folds, "mean": self.mean, "std": self.std, "k": len(self.folds)}
+        return {"folds": self.folds, "mean": self.mean, "std": self.std, "k": len(self.folds),
+                "schedule": self.result.schedule, "step_ms": self.result.step_ms}
 
 
 def fold_splits(data: DatasetSplits, k: int, seed: int) -> list[tuple[ArrayDataset, ArrayDataset]]:
@@ -94,12 +95,12 @@ def fold_splits(data: DatasetSplits, k: int, seed: int) -> list[tuple[ArrayDatas
     return [(pool.take(np.setdiff1d(everything, held_out)), pool.take(held_out)) for held_out in folds]
 
 
-def cross_validate(config: ml_collections.ConfigDict, k: int = 5, vmap: bool = True,
+def cross_validate(config: ml_collections.ConfigDict, k: int = 5, schedule: str = "auto",
                    data: DatasetSplits | None = None) -> KFoldResult:
     """Stratified ``k``-fold cross-validation of the experiment ``config`` (see the module doc).
 
-    With ``vmap`` (the default) the k folds train as one program; ``vmap=False`` trains them one by one
-    with the same batches and gives the same numbers.
+    ``schedule`` is `fit_stacked`'s: ``"vmap"`` trains the k folds as one program, ``"sequential"`` one by
+    one with the same batches (the same numbers), ``"auto"`` (the default) whichever a timing says is faster.
     """
     from jaxdl.train.experiment import build_experiment
 
@@ -120,7 +121,7 @@ def cross_validate(config: ml_collections.ConfigDict, k: int = 5, vmap: bool = T
         return _padded_eval_batches([val for _, val in splits], eval_batch_size)
 
     result = fit_stacked(stack([exp.state] * k), exp.pure_train_step, exp.pure_eval_step, batches,
-                         config.train.num_epochs, validation, per_trial_data=True, vmap=vmap)
+                         config.train.num_epochs, validation, per_trial_data=True, schedule=schedule)
     folds = [{key.removeprefix("val_"): value for key, value in row.items() if key.startswith("val_")}
              for row in result.history[-1]]
     keys = [key for key in folds[0] if key != "count"]

@@ -131,11 +131,12 @@ def _ranked(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str
 
 
 def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workdir: str | pathlib.Path | None = None,
-               metric: str = "val_accuracy", mode: str = "auto", vmap: bool = True) -> SearchResult:
+               metric: str = "val_accuracy", mode: str = "auto", schedule: str = "auto") -> SearchResult:
     """Train every trial (overrides of ``config``) and rank them by the best ``metric`` over epochs.
 
     ``mode`` is ``"max"``, ``"min"`` or ``"auto"`` (min for losses and errors). With a ``workdir``, writes
     ``search.csv``, ``search.json`` and ``search.png``. A trial that diverges (NaN) is ranked last, not fatal.
+    Each group of trials that share a program trains by `fit_stacked`'s ``schedule``; rows say which ran.
     """
     from jaxdl.plots import plot_search
     from jaxdl.train.experiment import build_experiment
@@ -169,7 +170,7 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
             return val.eval_batches(group_config.data.eval_batch_size)
 
         result = fit_stacked(stack(states), exp.pure_train_step, exp.pure_eval_step, batches,
-                             group_config.train.num_epochs, validation, vmap=vmap)
+                             group_config.train.num_epochs, validation, schedule=schedule)
         final, best = result.final(metric), result.best(metric, mode)
         for position, index in enumerate(members):
             train_loss = result.history[-1][position].get("train_loss", math.nan)
@@ -177,7 +178,7 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
             diverged = not math.isfinite(train_loss)
             rows[index] = {**trials[index], f"final_{metric}": math.nan if diverged else float(final[position]),
                            f"best_{metric}": math.nan if diverged else float(best[position]), "diverged": diverged,
-                           "group": group_id, "trial": index, "train_loss": train_loss}
+                           "group": group_id, "schedule": result.schedule, "trial": index, "train_loss": train_loss}
     search = SearchResult(_ranked(rows, metric, mode), metric, time.perf_counter() - start)
     if workdir is not None:
         write_search(search, pathlib.Path(workdir))

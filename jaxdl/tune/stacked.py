@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import warnings
 from typing import Any, Callable, Iterator, Sequence
 
@@ -54,6 +55,8 @@ class StackedResult:
 
     states: TrainState
     history: list[list[dict[str, float]]]  # history[epoch][trial] = {"train_loss": ..., "val_accuracy": ...}
+    schedule: str = "vmap"  # how the trials were stepped: "vmap" or "sequential"
+    step_ms: dict[str, float] | None = None  # with schedule="auto": the measured ms a step of all trials, per schedule
 
     def final(self, key: str) -> np.ndarray:
         """``key`` (e.g. ``"val_accuracy"``) after the last epoch, one value per trial."""
@@ -104,6 +107,13 @@ def _epochs(states, step, evaluate, batches, validation, num_epochs, select) -> 
     return StackedResult(states, history)
 
 
+SCHEDULES = ("auto", "vmap", "sequential")
+# Sequential must beat the one vmapped program by this much: vmap also reads each batch once and dispatches once,
+# which a measurement of the steps alone does not see.
+_SEQUENTIAL_MARGIN = 0.9
+_TIMING_SECONDS, _TIMING_MAX_STEPS = 0.1, 10
+
+
 def fit_stacked(
     states: TrainState,
     train_step: Callable,
@@ -112,31 +122,95 @@ def fit_stacked(
     num_epochs: int,
     validation: EvalBatchesFn | None = None,
     per_trial_data: bool = False,
-    vmap: bool = True,
+    schedule: str = "auto",
 ) -> StackedResult:
     """Train stacked ``states`` (``[trials, ...]``) for ``num_epochs`` with the pure, uncompiled steps.
 
     ``batches(epoch)`` yields the epoch's training batches and ``validation()`` the evaluation batches;
     with ``per_trial_data`` every leaf has a leading trial axis (trial ``t`` sees ``leaf[t]``), otherwise
-    all trials see the same batch. With ``vmap`` one compiled program steps every trial; without, each
-    trial trains alone, one after another, with the same batches: the same numbers to float32 rounding.
+    all trials see the same batch. ``schedule="vmap"`` steps every trial in one compiled program;
+    ``"sequential"`` trains each trial alone, one after another, with the same batches: the same numbers to
+    float32 rounding. ``"auto"`` (the default) times both on the first batch and runs the faster.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; valid: {list(SCHEDULES)}")
     trials = num_trials(states)
-    data_axis = 0 if per_trial_data else None
-    if vmap:
-        step = jax.jit(jax.vmap(train_step, in_axes=(0, data_axis)), donate_argnums=0)
-        evaluate = jax.jit(jax.vmap(eval_step, in_axes=(0, data_axis)))
-        return _epochs(states, step, evaluate, batches, validation, num_epochs, lambda b: b)
+    vmapped_step = jax.jit(over_trials(train_step, trials, per_trial_data), donate_argnums=0)
     # A trial axis of one on the metrics (inside the compiled step) lets a lone trial reuse the stacked bookkeeping.
-    step = jax.jit(lambda s, b: _expand(train_step(s, b)), donate_argnums=0)
+    single_step = jax.jit(lambda s, b: _expand(train_step(s, b)), donate_argnums=0)
+    step_ms = None
+    if schedule == "auto":
+        step_ms = measure_schedules(states, vmapped_step, single_step, batches, per_trial_data)
+        faster = step_ms["sequential"] < _SEQUENTIAL_MARGIN * step_ms["vmap"]
+        schedule = "sequential" if faster else "vmap"
+    if schedule == "vmap":
+        evaluate = jax.jit(over_trials(eval_step, trials, per_trial_data))
+        result = _epochs(states, vmapped_step, evaluate, batches, validation, num_epochs, lambda b: b)
+        return dataclasses.replace(result, schedule=schedule, step_ms=step_ms)
     evaluate = jax.jit(lambda s, b: _expand(eval_step(s, b)))
-    results = []
-    for t in range(trials):
-        select = (lambda b, t=t: jax.tree.map(lambda a: a[t], b)) if per_trial_data else (lambda b: b)
-        one = _epochs(unstack(states, t), step, evaluate, batches, validation, num_epochs, select)
-        results.append(one)
+    results = [_epochs(unstack(states, t), single_step, evaluate, batches, validation, num_epochs,
+                       _trial_data(t, per_trial_data)) for t in range(trials)]
     history = [[r.history[e][0] for r in results] for e in range(num_epochs)]
-    return StackedResult(stack([r.states for r in results]), history)
+    return StackedResult(stack([r.states for r in results]), history, schedule, step_ms)
+
+
+def over_trials(fn: Callable, trials: int, per_trial_data: bool) -> Callable:
+    """``fn(state, batch)`` vmapped over stacked states; a shared batch is first broadcast to every trial.
+
+    Why broadcast: given an unbatched input, vmap merges the trials' first layers into one wide matmul
+    ``x @ [W_1 .. W_T]``, whose weight gradient XLA:CPU computes as ``[T*out, in]`` and transposes back inside
+    the optimizer update (MLP 512x512, 8 trials: ~21 ms a step). With the batch broadcast, every layer is a
+    batched matmul in the parameters' own ``[T, in, out]`` layout (~18 ms); the copy of the input costs little
+    next to the ``T`` sets of activations the step holds anyway.
+    """
+    if per_trial_data:
+        return jax.vmap(fn)
+
+    def shared(states, batch):
+        batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (trials, *jnp.shape(a))), batch)
+        return jax.vmap(fn)(states, batch)
+
+    return shared
+
+
+def _trial_data(trial: int, per_trial_data: bool) -> Callable[[Batch], Batch]:
+    if per_trial_data:
+        return lambda batch: jax.tree.map(lambda a: a[trial], batch)
+    return lambda batch: batch
+
+
+def measure_schedules(states: TrainState, vmapped_step: Callable, single_step: Callable, batches: BatchesFn,
+                      per_trial_data: bool) -> dict[str, float]:
+    """Milliseconds a step of all trials takes vmapped and one after another, timed on the first batch.
+
+    Both compiled steps run on copies (they donate their input), after a first call that compiles them;
+    the sequential time is one trial's step times the number of trials. An epoch without batches measures
+    nothing (``inf`` for both) and leaves the error to the training loop.
+    """
+    first = next(iter(batches(1)), None)
+    if first is None:
+        return {"vmap": math.inf, "sequential": math.inf}
+    first = jax.device_put(first)
+    trials = num_trials(states)
+    vmap_ms = _ms_per_step(vmapped_step, jax.tree.map(jnp.copy, states), first)
+    single_ms = _ms_per_step(single_step, unstack(states, 0), _trial_data(0, per_trial_data)(first))
+    return {"vmap": vmap_ms, "sequential": trials * single_ms}
+
+
+def _ms_per_step(step: Callable, state: Any, batch: Batch) -> float:
+    state, metrics = jax.block_until_ready(step(state, batch))  # compiles
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(step(state, batch))
+    estimate = time.perf_counter() - start
+    if estimate >= _TIMING_SECONDS / 2:  # a slow step is measured well enough by one
+        return estimate * 1e3
+    # Fast steps: several dispatched back to back, as the training loop runs them (no sync between steps).
+    count = int(min(max(_TIMING_SECONDS / max(estimate, 1e-6), 2), _TIMING_MAX_STEPS))
+    start = time.perf_counter()
+    for _ in range(count):
+        state, metrics = step(state, batch)
+    jax.block_until_ready((state, metrics))
+    return (time.perf_counter() - start) / count * 1e3
 
 
 def _expand(output: Any) -> Any:
