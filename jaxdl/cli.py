@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     how.add_argument("--kfold", type=int, metavar="K", help="stratified K-fold cross-validation instead")
     tune.add_argument("--trials", type=int, help="random search: how many draws")
     tune.add_argument("--metric", help="validation metric to rank by (default val_accuracy)")
+    tune.epilog = ("Trials that share a program train vmapped or one after another, whichever a timing on the first "
+                   "batch says is faster; force one with --config.search.schedule=vmap (or sequential).")
     evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run (overrides: only "
                                    "--config.data.test_time_augment and --config.data.eval_batch_size)")
     evaluate.add_argument("workdir")

@@ -113,8 +113,10 @@ def test_tune_experiments_search_or_cross_validate_on_a_tiny_slice(experiment, t
 def test_cli_tune_flags_override_the_config_search(tmp_path, capsys):
     workdir = tmp_path / "grid"
     assert main(["tune", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(workdir), *TINY,
-                 "--grid", "optimizer.learning_rate=1e-3,1e-2", "--grid", "model.dropout_rate=0.0,0.1"]) == 0
-    assert json.loads((workdir / "tune.json").read_text())["trials"] == 4
+                 "--grid", "optimizer.learning_rate=1e-3,1e-2", "--grid", "model.dropout_rate=0.0,0.1",
+                 "--config.search.schedule=sequential"]) == 0
+    summary = json.loads((workdir / "tune.json").read_text())
+    assert summary["trials"] == 4 and summary["schedule_per_group"] == ["sequential", "sequential"]
     assert main(["tune", str(ROOT / "experiments" / "mnist_mlp.py"), "--workdir", str(workdir), *TINY,
                  "--grid", "optimizer.learning_rat=1e-3"]) == 2
     assert "config has no field 'optimizer.learning_rat'" in capsys.readouterr().err

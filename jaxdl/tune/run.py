@@ -43,7 +43,8 @@ def run_tuning(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
         else:
             trials = random_trials(space, search.trials, search.seed)
         result = run_search(config, trials, workdir, metric=search.metric, schedule=search.schedule)
+        schedules = {row["group"]: row["schedule"] for row in result.rows}
         summary = {"kind": search.kind, "metric": search.metric, "best": result.best, "trials": len(result.rows),
-                   "seconds": result.seconds}
+                   "seconds": result.seconds, "schedule_per_group": [schedules[g] for g in sorted(schedules)]}
     (workdir / "tune.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
