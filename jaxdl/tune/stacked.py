@@ -130,7 +130,8 @@ def fit_stacked(
     with ``per_trial_data`` every leaf has a leading trial axis (trial ``t`` sees ``leaf[t]``), otherwise
     all trials see the same batch. ``schedule="vmap"`` steps every trial in one compiled program;
     ``"sequential"`` trains each trial alone, one after another, with the same batches: the same numbers to
-    float32 rounding. ``"auto"`` (the default) times both on the first batch and runs the faster.
+    float32 rounding. ``"auto"`` (the default) times both on the first batch and runs the faster; it holds one
+    more copy of the stacked states while it measures, so force a schedule where memory is tight.
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {list(SCHEDULES)}")
