@@ -199,6 +199,8 @@ def measure_schedules(states: TrainState, vmapped_step: Callable, single_step: C
 
 
 def _ms_per_step(step: Callable, state: Any, batch: Batch) -> float:
+    # Not autotune.median_ms, which calls fn on the same arguments: a train step donates its state, so each
+    # call takes the previous call's output.
     state, metrics = jax.block_until_ready(step(state, batch))  # compiles
     start = time.perf_counter()
     state, metrics = jax.block_until_ready(step(state, batch))
