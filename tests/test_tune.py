@@ -200,10 +200,13 @@ def test_a_vmapped_ensemble_equals_its_members_trained_alone_and_averages_their_
     assert together.member_accuracy == pytest.approx(alone.member_accuracy, abs=1e-9)
     model = MLP(hidden_sizes=(8,), num_outputs=3, dropout_rate=0.1)
     x = jnp.asarray(data.test.x[:7])
-    probs = ensemble_probabilities(model, together.result.states, x)
     by_hand = np.mean([jax.nn.softmax(model.apply(unstack(together.result.states, i).variables(), x), -1)
                        for i in range(3)], axis=0)
-    np.testing.assert_allclose(probs, by_hand, rtol=1e-5, atol=1e-6)
+    for schedule in ("vmap", "sequential"):  # members predicted as one batched program or one at a time
+        probs = ensemble_probabilities(model, together.result.states, x, schedule=schedule)
+        np.testing.assert_allclose(probs, by_hand, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"unknown schedule 'auto' for member predictions; valid: \['vmap', 'sequential'\]"):
+        ensemble_probabilities(model, together.result.states, x, schedule="auto")
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # Members start from different seeds: they are different models.
     first, second = unstack(together.result.states, 0).params, unstack(together.result.states, 1).params

@@ -21,18 +21,29 @@ from jaxdl.tune.stacked import StackedResult, fit_stacked
 
 
 def member_probabilities(model: Any, states: TrainState, x: jax.Array,
-                         test_time: TestTimeAugmentation | None = None) -> jax.Array:
+                         test_time: TestTimeAugmentation | None = None, schedule: str = "vmap") -> jax.Array:
     """Each member's softmax for stacked ``states`` (``[members, ...]``): ``x: [batch, ...] -> [members, batch,
-    classes]``; with ``test_time``, each member's probabilities averaged over its views of ``x``."""
+    classes]``; with ``test_time``, each member's probabilities averaged over its views of ``x``. ``schedule``
+    as the members trained: ``"vmap"`` runs them as one batched program, ``"sequential"`` one at a time in a
+    `lax.map` (one member's activations in memory; on XLA:CPU 4x faster for a CNN, whose vmapped
+    convolutions are grouped ones: 258 against 1,020-1,370 ms for 5 members on 1,000 MNIST images)."""
     predict = make_predict_step(model, test_time)
-    return jax.vmap(lambda state: jax.nn.softmax(predict(state, x), axis=-1))(states)
+
+    def probabilities(state):
+        return jax.nn.softmax(predict(state, x), axis=-1)
+
+    if schedule == "sequential":
+        return jax.lax.map(probabilities, states)
+    if schedule == "vmap":
+        return jax.vmap(probabilities)(states)
+    raise ValueError(f"unknown schedule {schedule!r} for member predictions; valid: ['vmap', 'sequential']")
 
 
 def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array,
-                           test_time: TestTimeAugmentation | None = None) -> jax.Array:
+                           test_time: TestTimeAugmentation | None = None, schedule: str = "vmap") -> jax.Array:
     """The ensemble's prediction: the members' mean class probabilities ``[batch, classes]`` (over ``test_time``'s
-    views too, when given)."""
-    return jnp.mean(member_probabilities(model, states, x, test_time), axis=0)
+    views too, when given), the members run by ``schedule`` (see `member_probabilities`)."""
+    return jnp.mean(member_probabilities(model, states, x, test_time, schedule), axis=0)
 
 
 @dataclasses.dataclass
@@ -71,14 +82,14 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
     result = fit_stacked(states, exp.pure_train_step, exp.pure_eval_step, batches, config.train.num_epochs,
                          validation, schedule=schedule)
     member_probs, ensemble_probs = _test_probabilities(exp.model, result.states, data.test, config.data.eval_batch_size,
-                                                       exp.test_time)
+                                                       exp.test_time, result.schedule)
     labels = np.asarray(data.test.y)
     member_accuracy = [float(np.mean(p.argmax(-1) == labels)) for p in member_probs]
     return EnsembleResult(result, member_accuracy, float(np.mean(ensemble_probs.argmax(-1) == labels)))
 
 
 def _test_probabilities(model: Any, states: TrainState, test: ArrayDataset, batch_size: int,
-                        test_time: TestTimeAugmentation | None):
-    members = jax.jit(lambda s, x: member_probabilities(model, s, x, test_time))
+                        test_time: TestTimeAugmentation | None, schedule: str):
+    members = jax.jit(lambda s, x: member_probabilities(model, s, x, test_time, schedule))
     probs = predict_in_order(lambda x: members(states, x), test, batch_size, axis=1)
     return probs, probs.mean(axis=0)
