@@ -27,14 +27,19 @@ def _check_images(images: jax.Array, name: str) -> None:
 PAD_MODES = ("edge", "constant", "reflect")
 
 
+def check_pad_mode(mode: str, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` and the valid modes unless ``mode`` is one of ``PAD_MODES``."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"{name} mode must be one of {list(PAD_MODES)}, got {mode!r}")
+
+
 def pad_border(images: jax.Array, padding: int, mode: str, name: str) -> jax.Array:
     """``images`` padded by ``padding`` pixels on every side, the border filled by ``mode`` (one of
     ``PAD_MODES``); ``name`` is the transform whose arguments are checked, for the error message."""
     _check_images(images, name)
     if padding < 0:
         raise ValueError(f"{name} padding must be >= 0, got {padding}")
-    if mode not in PAD_MODES:
-        raise ValueError(f"{name} mode must be one of {list(PAD_MODES)}, got {mode!r}")
+    check_pad_mode(mode, name)
     return jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode=mode)
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxdl.data.augment import PAD_MODES, pad_border
+from jaxdl.data.augment import check_pad_mode, pad_border
 from jaxdl.spec import parse_spec
 
 View = Callable[[jax.Array], jax.Array]
@@ -48,8 +48,7 @@ def shifts(pixels: int = 1, mode: str = "edge") -> list[View]:
     ``random_crop(padding=p)`` trains on for ``pixels <= p``."""
     if pixels < 1:
         raise ValueError(f"test-time shifts need pixels >= 1, got {pixels}")
-    if mode not in PAD_MODES:
-        raise ValueError(f"test-time shifts mode must be one of {list(PAD_MODES)}, got {mode!r}")
+    check_pad_mode(mode, "test-time shifts")  # now, not when the first view is traced
     moves = ((pixels, 0), (-pixels, 0), (0, pixels), (0, -pixels))
     return [lambda x: x] + [lambda x, dy=dy, dx=dx: shift(x, dy, dx, mode) for dy, dx in moves]
 

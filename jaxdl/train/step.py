@@ -166,9 +166,11 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, 
         x, y, mask = batch["x"], batch["y"], batch.get("mask")
         variables = state.inference_variables()
         variables = dict(variables, params=cast_floating(variables["params"], dtype))
-        forward = lambda inputs: cast_floating(model.apply(variables, inputs, train=False), jnp.float32)  # noqa: E731
-        x = cast_floating(x, dtype)
-        outputs = predict_over_views(forward, x, test_time)
+
+        def forward(inputs: jax.Array) -> jax.Array:
+            return cast_floating(model.apply(variables, inputs, train=False), jnp.float32)
+
+        outputs = predict_over_views(forward, cast_floating(x, dtype), test_time)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
 

@@ -17,7 +17,7 @@ from jaxdl.data.test_time import TestTimeAugmentation
 from jaxdl.train.loop import predict_in_order
 from jaxdl.train.state import TrainState, create_train_states
 from jaxdl.train.step import make_predict_step
-from jaxdl.tune.stacked import StackedResult, fit_stacked
+from jaxdl.tune.stacked import RUN_SCHEDULES, StackedResult, fit_stacked
 
 
 def member_probabilities(model: Any, states: TrainState, x: jax.Array,
@@ -36,7 +36,7 @@ def member_probabilities(model: Any, states: TrainState, x: jax.Array,
         return jax.lax.map(probabilities, states)
     if schedule == "vmap":
         return jax.vmap(probabilities)(states)
-    raise ValueError(f"unknown schedule {schedule!r} for member predictions; valid: ['vmap', 'sequential']")
+    raise ValueError(f"unknown schedule {schedule!r} for member predictions; valid: {list(RUN_SCHEDULES)}")
 
 
 def ensemble_probabilities(model: Any, states: TrainState, x: jax.Array,
@@ -58,8 +58,9 @@ class EnsembleResult:
 def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: DatasetSplits | None = None,
                    schedule: str = "auto") -> EnsembleResult:
     """Train ``members`` copies of the experiment ``config`` from seeds ``seed, seed + 1, ...`` (same batches)
-    as one vmapped program (or one after another: `fit_stacked`'s ``schedule``), and score each member and the probability-averaging ensemble on the test split
-    (each over ``data.test_time_augment``'s views when the config names some)."""
+    as one vmapped program (or one after another: `fit_stacked`'s ``schedule``), and score each member and the
+    probability-averaging ensemble on the test split (each over ``data.test_time_augment``'s views when the
+    config names some)."""
     from jaxdl.train.experiment import build_experiment
 
     if members < 1:

@@ -108,6 +108,7 @@ def _epochs(states, step, evaluate, batches, validation, num_epochs, select) -> 
 
 
 SCHEDULES = ("auto", "vmap", "sequential")
+RUN_SCHEDULES = ("vmap", "sequential")  # what "auto" resolves to
 # Sequential must beat the one vmapped program by this much: vmap also reads each batch once and dispatches once,
 # which a measurement of the steps alone does not see.
 _SEQUENTIAL_MARGIN = 0.9
