@@ -23,14 +23,14 @@ def _measure(model_name: str, strategy: str, precision: str, batch_size: int, st
     import jax.numpy as jnp
     import numpy as np
 
+    from jaxdl.distributed.parallel import make_parallel
     from jaxdl.losses import softmax_cross_entropy
     from jaxdl.metrics import classification_metrics
     from jaxdl.models import create_model
-    from jaxdl.optim import make_optimizer
-    from jaxdl.train.loop import MAX_STEPS_IN_FLIGHT
-    from jaxdl.train.parallel import make_parallel
-    from jaxdl.train.state import create_train_state
-    from jaxdl.train.step import make_train_step
+    from jaxdl.training.loop import MAX_STEPS_IN_FLIGHT
+    from jaxdl.training.optimizers import make_optimizer
+    from jaxdl.training.state import create_train_state
+    from jaxdl.training.step import make_train_step
 
     if model_name == "mnist_cnn":  # the main experiment's model
         model = create_model("convnet", channels=(16, 32, 64), batch_norm=True, dense=(128,), num_outputs=10)

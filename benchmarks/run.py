@@ -111,7 +111,7 @@ def fit_vs_step(workload: Workload, steps: int) -> dict[str, float]:
     """One `fit` epoch of ``steps`` batches (shuffling, batching, placing, logging every 50 steps) against the
     same compiled step run on batches already on the device."""
     from jaxdl.data.pipeline import ArrayDataset
-    from jaxdl.train.loop import fit
+    from jaxdl.training.loop import fit
 
     data = [workload.batch(i) for i in range(steps)]
     dataset = ArrayDataset(np.concatenate([b["x"] for b in data]), np.concatenate([b["y"] for b in data]))

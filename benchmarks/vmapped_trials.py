@@ -33,9 +33,9 @@ def main() -> None:
     from jaxdl.losses import softmax_cross_entropy
     from jaxdl.metrics import classification_metrics
     from jaxdl.models import create_model
-    from jaxdl.optim import make_optimizer, set_hyperparams
-    from jaxdl.train.state import create_train_state
-    from jaxdl.train.step import make_eval_step, make_train_step
+    from jaxdl.training.optimizers import make_optimizer, set_hyperparams
+    from jaxdl.training.state import create_train_state
+    from jaxdl.training.step import make_eval_step, make_train_step
     from jaxdl.tune import fit_stacked, stack
 
     data = load_dataset({"name": "mnist", "normalize": True, "train_limit": args.examples, "eval_limit": 2000})

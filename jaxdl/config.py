@@ -60,7 +60,7 @@ def default_config() -> ConfigDict:
     ))
     config.train = ConfigDict(dict(
         num_epochs=10, log_every=50, progress=True,
-        # Devices (jaxdl.train.parallel): "auto" = "mesh" over every device when there are several, else "jit";
+        # Devices (jaxdl.distributed.parallel): "auto" = "mesh" over every device when there are several, else "jit";
         # mesh_shape = (data, model), -1 = the rest; sharding_rules = ((param-path regex, spec), ...) for the model axis.
         strategy="auto", mesh_shape=(-1, 1), sharding_rules=(),
         # Compute dtype (float32, bfloat16, float16 with dynamic loss scaling); micro-batches per step.

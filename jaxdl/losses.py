@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxdl.detection import detection_loss
-from jaxdl.tree_util import PyTree, match_mask
+from jaxdl.util.tree import PyTree, match_mask
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 

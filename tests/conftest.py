@@ -7,7 +7,7 @@ import tempfile
 
 # The suite is compile-bound: LLVM at optimisation level 1 compiles XLA:CPU programs 1.3-10x faster than the
 # default level (the threefry random-number code of initialisers, dropout and augmentation above all) and
-# computes the same values (tests/train/test_experiment.py checks it bitwise for initialisation). Level 0 is
+# computes the same values (tests/experiment/test_experiment.py checks it bitwise for initialisation). Level 0 is
 # never used: it miscompiles. Experiments and benchmarks run at the default level.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=1").strip()

@@ -15,9 +15,9 @@ from jaxdl.data.test_time import compose_views
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import MLP
-from jaxdl.optim import make_optimizer, set_hyperparams
-from jaxdl.train.state import create_train_state
-from jaxdl.train.step import make_eval_step, make_train_step
+from jaxdl.training.optimizers import make_optimizer, set_hyperparams
+from jaxdl.training.state import create_train_state
+from jaxdl.training.step import make_eval_step, make_train_step
 from jaxdl.tune import (
     cross_validate,
     ensemble_probabilities,
@@ -34,7 +34,7 @@ from jaxdl.tune import (
 )
 from jaxdl.tune.run import run_tuning
 from jaxdl.tune.stacked import choose_schedule
-from tests.train.helpers import blobs
+from tests.training.helpers import blobs
 
 
 def _close(a, b, rtol=2e-5, atol=2e-6):

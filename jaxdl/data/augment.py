@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxdl.spec import parse_spec
+from jaxdl.util.spec import parse_spec
 
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
 LabelledAugmentation = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]

@@ -22,7 +22,7 @@ from jaxdl.data.shapes import load_shapes
 from jaxdl.data.split import split_indices, stratified_subsample
 from jaxdl.data.synthetic import load_reverse
 from jaxdl.data.timeseries import load_gunpoint, load_sunspots
-from jaxdl.safe_pickle import restricted_load
+from jaxdl.util.safe_pickle import restricted_load
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.data.augment import check_pad_mode, pad_border
-from jaxdl.spec import parse_spec
+from jaxdl.util.spec import parse_spec
 
 View = Callable[[jax.Array], jax.Array]
 Forward = Callable[[jax.Array], jax.Array]

@@ -28,7 +28,7 @@ class ConvBlock(nn.Module):
     strides: int = 1
     padding: str = "SAME"
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
     pool: str | None = "max"
     pool_size: int = 2
@@ -62,7 +62,7 @@ class ConvNet(nn.Module):
     pool: str | None = "max"
     pool_size: int = 2
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
     dense: Sequence[int] = (128,)
     dropout_rate: float = 0.0
@@ -107,7 +107,7 @@ class VGG(nn.Module):
     dense: Sequence[int] = (4096, 4096)
     dropout_rate: float = 0.5
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
 
     @nn.compact

@@ -28,7 +28,7 @@ class GridDetector(nn.Module):
     num_classes: int = 10
     widths: Sequence[int] = (32, 64, 128)
     head_width: int = 128
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:

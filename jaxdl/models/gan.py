@@ -12,7 +12,7 @@ PacGAN discriminator (Lin et al., 2018): it judges ``pack`` images at once, stac
 every image of a pack gets the pack's logit; a generator that draws too few kinds of digit makes packs
 whose members look alike, which real packs rarely do. Images outside the module are in ``[0, 1]``, like every other jaxdl image: the module
 rescales to the ``[-1, 1]`` that tanh produces. The variables are ``{"generator": ..., "discriminator": ...}``,
-so each half has its own optimizer (`jaxdl.train.gan`).
+so each half has its own optimizer (`jaxdl.training.gan`).
 """
 
 from __future__ import annotations

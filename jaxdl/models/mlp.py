@@ -25,7 +25,7 @@ class MLP(nn.Module):
     activation: str = "relu"
     dropout_rate: float = 0.0
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     kernel_init: str = "he_normal"
 
     @nn.compact

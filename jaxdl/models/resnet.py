@@ -99,7 +99,7 @@ class ResNet(nn.Module):
     stem: str = "cifar"
     shortcut: str = "projection"
     num_outputs: int | None = 10
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
 
     def _check(self, x: jax.Array) -> None:
         for field, value, valid in (("block", self.block, BLOCKS), ("stem", self.stem, STEMS),

@@ -37,7 +37,7 @@ class UNet(nn.Module):
     widths: Sequence[int] = (32, 64, 128)
     upsample: str = "transpose"
     batch_norm: bool = True
-    batch_norm_axis: str | None = None  # set by jaxdl.train.parallel under pmap
+    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     dropout_rate: float = 0.0
 
     @nn.compact

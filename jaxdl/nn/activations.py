@@ -13,7 +13,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxdl.spec import parse_spec
+from jaxdl.util.spec import parse_spec
 
 Activation = Callable[[jax.Array], jax.Array]
 

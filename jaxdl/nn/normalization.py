@@ -1,6 +1,6 @@
 """Batch normalisation as every jaxdl model uses it.
 
-``axis_name`` is None except under the ``pmap`` strategy, where `jaxdl.train.parallel` sets the models'
+``axis_name`` is None except under the ``pmap`` strategy, where `jaxdl.distributed.parallel` sets the models'
 ``batch_norm_axis`` so that each device normalises with the mean and variance of the whole global batch
 (synchronised BatchNorm): the statistics, and so the training, equal the single-device run. Under ``jit``
 over a mesh the batch is one global array and XLA computes the same statistics without being told.

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import jax
 import optax
 
-from jaxdl.tree_util import path_to_str
+from jaxdl.util.tree import path_to_str
 
 MODES = ("fine_tune", "feature_extraction", "freeze_first", "scratch")
 BACKBONE = "backbone"

@@ -102,7 +102,7 @@ def cross_validate(config: ml_collections.ConfigDict, k: int = 5, schedule: str 
     ``schedule`` is `fit_stacked`'s: ``"vmap"`` trains the k folds as one program, ``"sequential"`` one by
     one with the same batches (the same numbers), ``"auto"`` (the default) whichever a timing says is faster.
     """
-    from jaxdl.train.experiment import build_experiment
+    from jaxdl.experiment.run import build_experiment
 
     config = ml_collections.ConfigDict(config.to_dict())
     config.train.strategy = "jit"  # the folds share one device through vmap

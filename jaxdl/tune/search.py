@@ -2,7 +2,7 @@
 
 A trial is a dict of overrides ``{"optimizer.learning_rate": 3e-4, "model.dropout_rate": 0.2}``. Trials
 are grouped by everything that changes the program (model fields, batch size, the optimizer's name...);
-within a group the remaining differences are continuous optimizer hyperparameters (`jaxdl.optim.TUNABLE`),
+within a group the remaining differences are continuous optimizer hyperparameters (`jaxdl.training.optimizers.TUNABLE`),
 which live in the optimizer state, so the whole group trains as one vmapped program. Every trial starts
 from the same initial parameters and sees the same batches (common random numbers: differences between
 trials come from the hyperparameters alone). Results are ranked by a validation metric, written to
@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxdl.config import apply_override, parse_value, validate_config
 from jaxdl.data.datasets import load_dataset
-from jaxdl.optim import TUNABLE, set_hyperparams
+from jaxdl.training.optimizers import TUNABLE, set_hyperparams
 from jaxdl.tune.stacked import fit_stacked, stack
 
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
@@ -138,8 +138,8 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
     ``search.csv``, ``search.json`` and ``search.png``. A trial that diverges (NaN) is ranked last, not fatal.
     Each group of trials that share a program trains by `fit_stacked`'s ``schedule``; rows say which ran.
     """
-    from jaxdl.plots import plot_search
-    from jaxdl.train.experiment import build_experiment
+    from jaxdl.experiment.run import build_experiment
+    from jaxdl.report.plots import plot_search
 
     if not trials:
         raise ValueError("no trials to run: the search space is empty")

@@ -24,8 +24,8 @@ import numpy as np
 
 from jaxdl.data.prefetch import prefetch
 from jaxdl.metrics import Metrics
-from jaxdl.train.loop import MAX_STEPS_IN_FLIGHT
-from jaxdl.train.state import TrainState
+from jaxdl.training.loop import MAX_STEPS_IN_FLIGHT
+from jaxdl.training.state import TrainState
 
 Batch = dict[str, Any]
 BatchesFn = Callable[[int], Iterator[Batch]]  # epoch -> batches

@@ -13,7 +13,7 @@ from jaxdl.data.datasets import (
     read_idx,
 )
 from jaxdl.data.pipeline import ArrayDataset, eval_batches, train_batches
-from jaxdl.safe_pickle import restricted_load
+from jaxdl.util.safe_pickle import restricted_load
 
 
 @given(n=st.integers(1, 200), batch=st.integers(1, 64))

@@ -13,8 +13,8 @@ from jaxdl.data.base import MissingDataError
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import ConvNet, TransferClassifier
-from jaxdl.train.state import create_train_state
-from jaxdl.train.step import make_train_step
+from jaxdl.training.state import create_train_state
+from jaxdl.training.step import make_train_step
 from jaxdl.transfer import imagenet, zoo
 from jaxdl.transfer.backbone import restore_backbone
 from jaxdl.transfer.freeze import parameter_labels, transfer_optimizer

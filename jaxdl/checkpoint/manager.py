@@ -1,0 +1,210 @@
+"""Orbax checkpoints of a training run: the `TrainState` plus the loop's position, kept latest-N and best-N.
+
+Every checkpoint is one step directory with two items: ``state`` (the `TrainState` pytree, written by
+Orbax's ``StandardCheckpointHandler``, sharded arrays included) and ``loop`` (JSON: where the loop stood,
+early-stopping state, history, and a fingerprint of every array). Orbax writes a step into a temporary directory
+and renames it when complete, so a save killed half-way leaves no step behind; the checksums catch what
+the rename cannot (a file truncated or overwritten afterwards), and `Checkpointer.restore` then falls back
+to the newest checkpoint that verifies, with a warning. Saves are asynchronous: `Checkpointer.save`
+returns once the arrays are copied off the devices; a failed background write is raised by the next
+`save`, `check` or `close` as `CheckpointSaveError`, never swallowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import warnings
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from jaxdl.checkpoint.errors import CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError
+from jaxdl.checkpoint.fingerprints import checksums, fingerprints
+from jaxdl.checkpoint.policy import CheckpointPolicy, _Pinned
+from jaxdl.checkpoint.structure import _absent_empty_fields, _dtypes, _shapes, abstract_state, describe_mismatch
+
+STATE, LOOP = "state", "loop"
+
+
+class Checkpointer:
+    """Saves and restores one run's checkpoints under ``directory`` (see the module docstring).
+
+    Use as a context manager, or call `close`, so the last asynchronous save is waited for and checked.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, policy: CheckpointPolicy = CheckpointPolicy()) -> None:
+        self.directory = pathlib.Path(directory).absolute()
+        self.policy = policy
+        self.pinned = _Pinned()
+        keep: list[Any] = [policies.LatestN(n=policy.keep_latest), self.pinned]
+        if policy.keep_best and policy.best_metric:
+            # BestN sorts (descending when `reverse`) and keeps the last n.
+            keep.append(policies.BestN(get_metric_fn=self._metric, reverse=policy.minimize, n=policy.keep_best,
+                                       keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policies.AnyPreservationPolicy(keep),
+            enable_async_checkpointing=policy.asynchronous,
+            cleanup_tmp_directories=True,  # what a killed save left behind
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options,
+            item_handlers={STATE: ocp.StandardCheckpointHandler(), LOOP: ocp.JsonCheckpointHandler()})
+
+    def _metric(self, metrics: dict[str, float]) -> float:
+        if self.policy.best_metric == "auto":  # accuracy when logged, else loss negated: higher is better either way
+            value = metrics.get("val_accuracy", -metrics["val_loss"] if "val_loss" in metrics else None)
+            return float(value) if value is not None and np.isfinite(value) else -np.inf
+        value = metrics.get(self.policy.best_metric)
+        # A checkpoint without the metric (or with NaN) ranks last whichever way "best" points.
+        if value is None or not np.isfinite(value):
+            return np.inf if self.policy.minimize else -np.inf
+        return float(value)
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def steps(self) -> list[int]:
+        """The complete checkpoints' steps, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None."""
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, loop: dict[str, Any] | None = None,
+             metrics: dict[str, float] | None = None) -> None:
+        """Start saving ``state`` (one logical copy, as `Parallel.get_state` returns it) and the JSON-able
+        ``loop`` position as checkpoint ``step``; ``metrics`` rank it for best-N. Returns before the files are
+        written; raises `CheckpointSaveError` if an earlier save failed."""
+        self.check()
+        loop = dict(loop or {}, fingerprints=fingerprints(state))
+        metrics = {k: float(v) for k, v in (metrics or {}).items() if np.ndim(v) == 0} or None
+        try:
+            self._manager.save(int(step), args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state),
+                                                                    LOOP: ocp.args.JsonSave(loop)}),
+                               metrics=metrics, force=True)
+        except Exception as exc:
+            raise CheckpointSaveError(f"saving checkpoint step {step} under {self.directory} failed: {exc}") from exc
+
+    def check(self) -> None:
+        """Raise `CheckpointSaveError` if a finished background save failed."""
+        try:
+            self._manager.check_for_errors()
+        except Exception as exc:
+            raise CheckpointSaveError(f"an asynchronous checkpoint save under {self.directory} failed: {exc}") from exc
+
+    def wait(self) -> None:
+        """Block until the running save is on disk; raise `CheckpointSaveError` if it failed."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception as exc:
+            raise CheckpointSaveError(f"an asynchronous checkpoint save under {self.directory} failed: {exc}") from exc
+        self.check()
+
+    def close(self) -> None:
+        """Wait for the last save (raising its failure) and release the manager's threads."""
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
+
+    def close_after_error(self) -> None:
+        """`close` while another error is propagating: a failed save is warned about, not raised over it."""
+        try:
+            self.close()
+        except CheckpointSaveError as exc:
+            warnings.warn(str(exc), stacklevel=2)
+
+    def saved_tree(self, step: int) -> Any:
+        """Checkpoint ``step``'s state as a tree of array metadata (shape, dtype): no arrays are loaded."""
+        metadata = self._manager.item_metadata(step)[STATE]
+        return getattr(metadata, "tree", metadata)
+
+    def check_structure(self, step: int, target: Any) -> None:
+        """Raise `CheckpointMismatchError` naming every differing path and shape if checkpoint ``step`` does
+        not fit ``target`` (a state pytree or its abstract version)."""
+        saved = self.saved_tree(step)
+        differences = describe_mismatch(_shapes(saved), _shapes(target), _dtypes(saved), _dtypes(target))
+        if differences:
+            raise CheckpointMismatchError(
+                f"checkpoint {self.directory}/{step} does not match the model being restored (another model or "
+                "another configuration?):\n" + "\n".join(differences))
+
+    def restore_step(self, step: int, target: Any, shardings: Any = None) -> tuple[Any, dict[str, Any]]:
+        """Checkpoint ``step`` as ``(state, loop)``, the state in ``target``'s structure and dtypes (on
+        ``shardings`` if given), verified against its checksums (`CorruptCheckpointError` if not)."""
+        self.check_structure(step, target)
+        absent = _absent_empty_fields(self.saved_tree(step), target)
+        if absent:
+            # A field added to the state since this checkpoint was written (e.g. TrainState.average) and unused
+            # here (None): read the fields the checkpoint has, keep the target's empty ones.
+            kept = {f.name: getattr(target, f.name) for f in dataclasses.fields(target) if f.name not in absent}
+            kept_shardings = None if shardings is None else {k: getattr(shardings, k) for k in kept}
+            restored = self._restore_items(step, kept, kept_shardings)
+            restored[STATE] = dataclasses.replace(target, **restored[STATE])
+        else:
+            restored = self._restore_items(step, target, shardings)
+        state, loop = restored[STATE], dict(restored[LOOP] or {})
+        legacy = "fingerprints" not in loop  # written by an earlier jaxdl: CRC32 of host copies
+        expected = loop.pop("checksums" if legacy else "fingerprints", None)
+        if expected is None:
+            raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} has no checksums: its loop item is damaged")
+        got = checksums(state) if legacy else fingerprints(state)
+        bad = sorted(p for p in got if p in expected and got[p] != expected[p])
+        if bad:
+            raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} fails its checksum at {bad[:5]}")
+        return state, loop
+
+    def _restore_items(self, step: int, target: Any, shardings: Any) -> dict[str, Any]:
+        return dict(self._manager.restore(step, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardRestore(abstract_state(target, shardings)), LOOP: ocp.args.JsonRestore()})))
+
+    def restore(self, target: Any, step: int | None = None, shardings: Any = None) -> tuple[Any, dict[str, Any], int]:
+        """The newest checkpoint (or ``step``) that reads back and verifies, as ``(state, loop, step)``.
+
+        A damaged newer checkpoint is skipped with a warning naming it and the error; a checkpoint of another
+        model raises `CheckpointMismatchError` at once (falling back would hide the mistake).
+        """
+        candidates = [step] if step is not None else self.steps()[::-1]
+        abstract_state(target, shardings)  # raises on an impossible layout before any checkpoint is blamed
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        errors = []
+        for candidate in candidates:
+            try:
+                state, loop = self.restore_step(candidate, target, shardings)
+            except (CheckpointMismatchError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # truncated files, bad JSON, failed checksums: try the previous one
+                errors.append(f"step {candidate}: {type(exc).__name__}: {exc}")
+                warnings.warn(f"checkpoint {self.directory}/{candidate} is damaged and was skipped ({exc})", stacklevel=2)
+                continue
+            if errors:
+                warnings.warn(f"restored the previous good checkpoint, step {candidate}", stacklevel=2)
+            return state, loop, candidate
+        raise CorruptCheckpointError(f"no readable checkpoint under {self.directory}:\n  " + "\n  ".join(errors))
+
+    def restore_subtree(self, select: Callable[[dict], dict] | str = "params", step: int | None = None) -> Any:
+        """Only part of a checkpoint's state (default its ``params``; a top-level key, or a function returning a nested
+        dict of the saved tree's wanted entries), read without loading the rest: for a backbone, inference or another model's initialisation."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        tree = self.saved_tree(step)
+        if isinstance(select, str) and select not in tree:
+            raise KeyError(f"checkpoint {self.directory}/{step} has no {select!r}; it has {sorted(tree)}")
+        subset = select(tree) if callable(select) else {select: tree[select]}
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), subset)
+        # Orbax's PyTree handler reads just the listed arrays of the step's state item.
+        restored = ocp.PyTreeCheckpointer().restore(
+            self.directory / str(step) / STATE,
+            args=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                                        partial_restore=True))
+        return restored if callable(select) else restored[select]

@@ -1,0 +1,143 @@
+"""The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run,
+``report`` on it again from its files, ``pretrained list|import NAME`` the zoo of pretrained weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.config import load_config
+    from jaxdl.distributed.parallel import initialize_distributed
+    from jaxdl.experiment.run import train_and_evaluate
+
+    config = load_config(args.experiment, overrides)
+    if args.coordinator or args.num_processes is not None or args.process_id is not None or args.distributed:
+        # Before any computation: every process of a multi-host run joins the same JAX runtime.
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    summary = train_and_evaluate(config, args.workdir, resume=True if args.resume else None)
+    test = summary.get("test", {})
+    print(json.dumps({"experiment": summary["experiment"], "test": test, "validation": summary.get("validation"),
+                      "total_seconds": round(summary["total_seconds"], 1)}, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.experiment.run import evaluate_workdir
+
+    print(json.dumps(evaluate_workdir(args.workdir, overrides=overrides), indent=2))
+    return 0
+
+
+def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.config import load_config, parse_value
+    from jaxdl.tune.run import run_tuning
+
+    config = load_config(args.experiment, overrides)
+    if args.grid:
+        config.search.kind = "grid"
+        config.search.space = tuple((path.removeprefix("config."), [parse_value(v) for v in values.split(",") if v])
+                                    for path, _, values in (g.partition("=") for g in args.grid))
+    elif args.random:
+        config.search.kind = "random"
+        config.search.space = tuple((path.removeprefix("config."), dist)
+                                    for path, _, dist in (r.partition("=") for r in args.random))
+    elif args.kfold:
+        config.search.kind, config.search.k = "kfold", args.kfold
+    if args.trials:
+        config.search.trials = args.trials
+    if args.metric:
+        config.search.metric = args.metric
+    print(json.dumps(run_tuning(config, args.workdir), indent=2, default=float))
+    return 0
+
+
+def _report(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.report.classification import write_report
+
+    if overrides:
+        raise SystemExit(f"report takes no config overrides, got {overrides}")
+    for path in write_report(args.workdir):
+        print(path)
+    return 0
+
+
+def _pretrained(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.transfer.zoo import ZOO, cache_dir, import_pretrained
+
+    if overrides:
+        raise SystemExit(f"pretrained takes no config overrides, got {overrides}")
+    if args.action == "list":
+        for name, entry in sorted(ZOO.items()):
+            cached = (cache_dir(args.cache_dir) / name).is_dir()
+            print(f"{name:20s} {'[imported] ' if cached else ''}{entry.description}")
+        return 0
+    if not args.name:
+        raise ValueError(f"pretrained import needs a NAME; known ones are {sorted(ZOO)}")
+    print(import_pretrained(args.name, args.cache_dir, force=args.force))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``jaxdl train EXPERIMENT.py --workdir DIR [--config.a.b=value ...]``, ``jaxdl tune EXPERIMENT.py
+    --workdir DIR [--grid ...|--random ...|--kfold K]`` or ``jaxdl evaluate DIR``."""
+    from jaxdl.checkpoint import CheckpointError
+
+    parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train an experiment config into a work directory")
+    train.add_argument("experiment", help="path to an experiment file defining get_config(), e.g. experiments/mnist_cnn.py")
+    train.add_argument("--workdir", required=True, help="where logs, curves, checkpoints and summary.json go")
+    train.add_argument("--resume", action="store_true",
+                       help="require a checkpoint in --workdir and continue from it (a workdir with checkpoints is "
+                            "resumed anyway; this makes a missing one an error)")
+    hosts = train.add_argument_group("multi-host (run the same command on every host)")
+    hosts.add_argument("--coordinator", help="HOST:PORT of process 0, e.g. 10.0.0.1:1234")
+    hosts.add_argument("--num-processes", type=int, help="how many processes take part")
+    hosts.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes-1")
+    hosts.add_argument("--distributed", action="store_true",
+                       help="join a multi-host run configured by the environment (Cloud TPU, SLURM)")
+    tune = commands.add_parser("tune", help="hyperparameter search or k-fold cross-validation of an experiment")
+    tune.add_argument("experiment", help="experiment file; its config.search section is used unless overridden")
+    tune.add_argument("--workdir", required=True, help="where search.csv/search.png/tune.json go")
+    how = tune.add_mutually_exclusive_group()
+    how.add_argument("--grid", action="append", metavar="FIELD=V1,V2,...",
+                     help="a grid axis, e.g. --grid optimizer.learning_rate=1e-4,3e-4,1e-3 (repeat for more)")
+    how.add_argument("--random", action="append", metavar="FIELD=DIST",
+                     help="a random axis, e.g. --random 'optimizer.learning_rate=loguniform(1e-4, 1e-2)'")
+    how.add_argument("--kfold", type=int, metavar="K", help="stratified K-fold cross-validation instead")
+    tune.add_argument("--trials", type=int, help="random search: how many draws")
+    tune.add_argument("--metric", help="validation metric to rank by (default val_accuracy)")
+    tune.epilog = ("Trials that share a program train vmapped or one after another, whichever a timing on the first "
+                   "batch says is faster; force one with --config.search.schedule=vmap (or sequential).")
+    evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run (overrides: only "
+                                   "--config.data.test_time_augment and --config.data.eval_batch_size)")
+    evaluate.add_argument("workdir")
+    report = commands.add_parser("report", help="rebuild a run's curves, confusion matrix and report from its files")
+    report.add_argument("workdir")
+    pretrained = commands.add_parser("pretrained", help="list the pretrained zoo, or import NAME into the Orbax cache")
+    pretrained.add_argument("action", choices=("list", "import"))
+    pretrained.add_argument("name", nargs="?", help="a zoo name, e.g. efficientnet-lite0 (see `jaxdl pretrained list`)")
+    pretrained.add_argument("--cache-dir", help="where converted checkpoints go (default $JAXDL_CACHE/pretrained "
+                                                "or ~/.cache/jaxdl/pretrained)")
+    pretrained.add_argument("--force", action="store_true", help="convert again even if the cache has it")
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--config."):
+            parser.error(f"unrecognised argument {item!r}; config overrides look like --config.optimizer.learning_rate=3e-4")
+        overrides.append(item[2:])
+    try:
+        commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
+                            "pretrained": _pretrained}
+        return commands_by_name[args.command](args, overrides)
+    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as exc:
+        print(f"jaxdl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
