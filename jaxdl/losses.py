@@ -1,19 +1,17 @@
 """Loss functions (per example) and weight penalties.
 
 Every loss returns one value per example, ``[batch]``, so the train step can mask padded examples and
-average only real ones. Formulas are the course's; numerically stable forms are used where they differ.
+average only real ones. Numerically stable forms are used where the textbook formula would overflow.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxdl.detection import detection_loss
 from jaxdl.util.tree import PyTree, match_mask
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -132,36 +130,6 @@ def l2_penalty(params: PyTree, pattern: str | None = "kernel") -> jax.Array:
     mask = match_mask(params, pattern)
     terms = [jnp.sum(jnp.square(w)) for w, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m]
     return jnp.sum(jnp.stack(terms))
-
-
-LOSSES: dict[str, Callable[..., jax.Array]] = {
-    "mse": mse,
-    "binary_cross_entropy": binary_cross_entropy,
-    "softmax_cross_entropy": softmax_cross_entropy,
-    "sequence_cross_entropy": sequence_cross_entropy,
-    "dice": dice_loss,
-    "cross_entropy_dice": cross_entropy_dice,
-    "yolo": detection_loss,
-}
-
-
-def make_loss(config: ml_collections.ConfigDict | dict[str, Any]) -> LossFn:
-    """Build ``loss(logits, labels) -> [batch]`` from ``config.name`` (with ``label_smoothing`` for the softmax
-    losses and ``ignore_label`` for ``sequence_cross_entropy``)."""
-    name = config["name"]
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid names are {sorted(LOSSES)}")
-    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
-    if smoothing and name not in ("softmax_cross_entropy", "sequence_cross_entropy"):
-        raise ValueError(f"label_smoothing applies to softmax_cross_entropy and sequence_cross_entropy, not {name!r}")
-    if name == "sequence_cross_entropy":
-        return functools.partial(sequence_cross_entropy, ignore_label=int(config.get("ignore_label", -1)),
-                                 label_smoothing=smoothing)
-    if name == "softmax_cross_entropy" and smoothing:
-        return functools.partial(softmax_cross_entropy, label_smoothing=smoothing)
-    return LOSSES[name]
 
 
 def make_penalty(config: ml_collections.ConfigDict | dict[str, Any]) -> Callable[[PyTree], jax.Array] | None:

@@ -9,15 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl.boxes import mean_average_precision
-from jaxdl.detection import (
-    COORD_WEIGHT,
-    NO_OBJECT_WEIGHT,
-    detect,
-    detection_loss,
-    detection_metrics,
-    encode_targets,
-)
+from jaxdl.detection_grid import detect, encode_targets
 from jaxdl.models import create_model
+from jaxdl.tasks.detection import COORD_WEIGHT, NO_OBJECT_WEIGHT, detection_loss, detection_metrics
 
 SIZE, GRID, CLASSES = 64, 8, 4
 

@@ -9,11 +9,11 @@ from jaxdl.losses import (
     binary_cross_entropy,
     l1_penalty,
     l2_penalty,
-    make_loss,
     make_penalty,
     mse,
     softmax_cross_entropy,
 )
+from jaxdl.tasks import make_loss
 
 sizes = st.tuples(st.integers(1, 6), st.integers(2, 6))
 

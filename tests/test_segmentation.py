@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import jaccard_score
 
-from jaxdl.losses import cross_entropy_dice, dice_loss, make_loss, soft_dice_loss, softmax_cross_entropy
+from jaxdl.losses import cross_entropy_dice, dice_loss, soft_dice_loss, softmax_cross_entropy
 from jaxdl.metrics import SegmentationMetrics, segmentation_metrics
+from jaxdl.tasks import make_loss
 
 # A few map shapes (each new shape compiles): batch, height, width, classes, seed.
 maps = st.tuples(st.sampled_from([1, 3]), st.sampled_from([1, 5]), st.just(4), st.sampled_from([2, 4]), st.integers(0, 2 ** 16))

@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option
+from jaxdl.data.datasets import register_dataset
+from jaxdl.data.images import read_mnist
 from jaxdl.data.pipeline import ArrayDataset
+from jaxdl.detection_grid import encode_targets
 
 INK = 0.2
 
@@ -91,13 +94,11 @@ class DetectionDataset(ArrayDataset):
                                    classes=self.classes[indices])
 
 
+@register_dataset("digit_canvases")
 def load_digit_canvases(config: Any) -> DatasetSplits:
     """Canvases of MNIST digits for detection: ``train_limit`` (default 10,000) canvases from MNIST's training
     digits, ``eval_limit`` (1,000) each from its validation and test digits (no digit image is shared between
     splits); ``image_size`` (64), ``max_objects`` (3 digits at most) and ``grid`` (8 cells a side, the detector's output)."""
-    from jaxdl.data.datasets import read_mnist
-    from jaxdl.detection import encode_targets
-
     seed = int(option(config, "seed", 0))
     size, grid = int(option(config, "image_size", 64)), int(option(config, "grid", 8))
     max_digits = int(option(config, "max_objects", 3))

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option, package_file
+from jaxdl.data.datasets import register_dataset
+from jaxdl.data.minilm_vocab import load_minilm_tokenizer
 from jaxdl.data.split import split_indices, stratified_subsample
 from jaxdl.data.text import (
     PAD_ID,
@@ -67,6 +69,7 @@ def _limit(indices: np.ndarray, strata: np.ndarray, limit: int | None, seed: int
     return indices[stratified_subsample(strata[indices], int(limit), seed)]
 
 
+@register_dataset("movie_reviews")
 def load_movie_reviews(config: Any) -> DatasetSplits:
     """Deduplicated reviews split ``validation_fraction``/``test_fraction`` (0.1 each, stratified by label and
     source, seeded), tokenized by a ``tokenizer`` ("wordpiece" or "bpe") of ``vocab_size`` (20,000) ids trained
@@ -86,8 +89,6 @@ def load_movie_reviews(config: Any) -> DatasetSplits:
     if tokenizer_file:
         tokenizer = load_tokenizer(tokenizer_file)
     elif option(config, "tokenizer", None) == "minilm-l6":  # the pretrained encoder's own WordPiece vocabulary
-        from jaxdl.transfer.minilm import load_tokenizer as load_minilm_tokenizer
-
         tokenizer = load_minilm_tokenizer()
     else:
         tokenizer = train_tokenizer((cleaned[i] for i in train_idx), option(config, "tokenizer", "wordpiece"),

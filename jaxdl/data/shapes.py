@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option
+from jaxdl.data.datasets import register_dataset
 from jaxdl.data.pipeline import ArrayDataset
 
 CLASSES = ("background", "circle", "square", "triangle")
@@ -69,6 +70,7 @@ def shapes_images(count: int, size: int = 64, max_shapes: int = 3, noise: float 
     return images, masks
 
 
+@register_dataset("shapes")
 def load_shapes(config: Any) -> DatasetSplits:
     """Train / validation / test shape images (``train_limit`` default 2,000; ``eval_limit`` default 500 each),
     each split from its own seed derived from ``data.seed``; ``image_size`` (64) and ``max_objects`` (3 shapes at most)."""

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option
+from jaxdl.data.datasets import register_dataset
 from jaxdl.data.pipeline import ArrayDataset
 
 PAD, BOS, EOS = 0, 1, 2
@@ -49,6 +50,7 @@ def seq2seq_arrays(pairs: list[tuple[tuple[int, ...], tuple[int, ...]]], source_
     return ArrayDataset({"source": source, "target": decoder_in}, labels)
 
 
+@register_dataset("reverse")
 def load_reverse(config: Any) -> DatasetSplits:
     """Reverse strings of ``vocab_size - 3`` symbols (default 20), lengths 1..``max_length`` (default 12).
 

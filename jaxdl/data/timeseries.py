@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from jaxdl.data.base import DatasetSplits, option, package_file
+from jaxdl.data.datasets import register_dataset
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.split import split_indices
 
@@ -49,6 +50,7 @@ def forecast_errors(predictions: np.ndarray, targets: np.ndarray) -> dict[str, f
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2)))}
 
 
+@register_dataset("sunspots")
 def load_sunspots(config: Any) -> DatasetSplits:
     """Forecast the next ``horizon`` (1) yearly sunspot numbers from the previous ``window`` (24) years.
 
@@ -99,6 +101,7 @@ def read_ts_file(path: Any) -> tuple[np.ndarray, list[str]]:
     return np.asarray(rows, np.float32), labels
 
 
+@register_dataset("gunpoint")
 def load_gunpoint(config: Any) -> DatasetSplits:
     """UCR GunPoint (series of 150 hand positions; Gun-Draw vs Point) with its official 50/150 train/test split;
     ``validation_fraction`` (0.2) of the training series, stratified and seeded, validate."""

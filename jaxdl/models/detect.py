@@ -2,7 +2,7 @@
 
 A convolutional backbone downsamples the image by ``2 ** len(widths)`` to a ``G x G`` grid; a head predicts,
 for every cell, one objectness logit, a box (centre offsets within the cell and width and height relative
-to the image, as logits) and class logits. `jaxdl.detection` encodes ground-truth boxes into this layout,
+to the image, as logits) and class logits. `jaxdl.detection_grid` encodes ground-truth boxes into this layout,
 holds the loss, and decodes predictions into scored boxes.
 """
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxdl.metrics import per_class_scores
 from jaxdl.report import plots
+from jaxdl.report.curves import epoch_rows
 
 PREDICTIONS = "predictions.npz"
 MAX_SHOWN_MISTAKES = 36
@@ -77,13 +78,10 @@ def write_report(workdir: str | pathlib.Path) -> list[pathlib.Path]:
     if not workdir.is_dir():
         raise FileNotFoundError(f"{workdir} is not a directory: give the --workdir of a jaxdl train or tune run")
     written = []
-    metrics_path = workdir / "metrics.jsonl"
-    if metrics_path.is_file():
-        epochs = [r for r in map(json.loads, metrics_path.read_text().splitlines()) if r.get("kind") == "epoch"]
+    epochs = epoch_rows(workdir / "metrics.jsonl")
+    if epochs:
         summary = json.loads((workdir / "summary.json").read_text()) if (workdir / "summary.json").is_file() else {}
-        if epochs:
-            written.append(plots.plot_learning_curves(epochs, workdir / "learning_curves.png",
-                                                      summary.get("best_epoch")))
+        written.append(plots.plot_learning_curves(epochs, workdir / "learning_curves.png", summary.get("best_epoch")))
     predictions = workdir / PREDICTIONS
     if predictions.is_file():
         with np.load(predictions, allow_pickle=False) as saved:
@@ -103,5 +101,5 @@ def write_report(workdir: str | pathlib.Path) -> list[pathlib.Path]:
         saved_search = json.loads(search.read_text())
         written.append(plots.plot_search(saved_search["trials"], saved_search["metric"], workdir / "search.png"))
     if not written:
-        raise FileNotFoundError(f"{workdir} holds no metrics.jsonl, {PREDICTIONS} or search.json to report on")
+        raise FileNotFoundError(f"{workdir} holds no metrics.jsonl epochs, {PREDICTIONS} or search.json to report on")
     return written

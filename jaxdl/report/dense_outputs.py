@@ -12,7 +12,7 @@ import numpy as np
 from jaxdl.boxes import mean_average_precision
 from jaxdl.data.base import DatasetSplits
 from jaxdl.data.pipeline import ArrayDataset
-from jaxdl.detection import detect
+from jaxdl.detection_grid import detect
 from jaxdl.report.plots import plot_detections, plot_segmentation
 from jaxdl.training.loop import predict_in_order
 from jaxdl.training.state import TrainState

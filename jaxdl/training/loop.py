@@ -1,4 +1,7 @@
-"""The training loop: epochs of compiled steps, evaluation, early stopping, logs, curves, checkpoints, resume.
+"""The training loop: epochs of compiled steps, evaluation, early stopping, logs, checkpoints, resume.
+
+Figures, TensorBoard and other watchers are ``callbacks(epoch, row, state)`` called after each epoch's
+row is logged (`jaxdl.report.curves.LearningCurves` redraws the learning curves).
 
 The loop is thin on purpose: all numerical work is in the compiled steps. The host only waits for the
 device at logging intervals, and never lets more than `MAX_STEPS_IN_FLIGHT` steps queue up (a long
@@ -29,7 +32,6 @@ from jaxdl.data.pipeline import ArrayDataset, num_train_batches
 from jaxdl.data.prefetch import prefetch
 from jaxdl.distributed.parallel import Parallel
 from jaxdl.metrics import Metrics
-from jaxdl.report import plots
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
 
@@ -190,7 +192,7 @@ def fit(
     accuracy (refreshed every ``log_every`` steps, the only times the host waits for the device), then
     evaluates on ``validation_data``. ``early_stopping`` stops on any logged metric and, with
     ``restore_best``, returns the best epoch's state. With a ``workdir`` the loop appends to
-    ``metrics.jsonl``, draws ``learning_curves.png``, keeps Orbax checkpoints in ``checkpoints/`` as
+    ``metrics.jsonl``, keeps Orbax checkpoints in ``checkpoints/`` as
     ``checkpoint_policy`` says (default: each epoch, latest 2 and the early-stopping best) and writes
     ``summary.json`` (validation and test metrics, wall time, ``checkpoint_step`` of the returned state).
     ``resume`` None continues from the workdir's newest good checkpoint when there is one, True requires
@@ -316,9 +318,6 @@ def fit(
                     if position.best_step is not None:
                         checkpointer.pinned.steps = {position.best_step}
                     checkpointer.save(step, parallel.get_state(state), loop_position(epoch + 1, 0, None), row)
-            if writes:
-                plots.plot_learning_curves(history, workdir / "learning_curves.png",
-                                           early_stopping.best_epoch if early_stopping else None)
             if position.stopped_early and progress:
                 tqdm.write(f"early stopping after epoch {epoch}: {early_stopping.monitor} has not improved for "
                            f"{early_stopping.patience} epochs (best {early_stopping.best_value:.4f} at epoch {early_stopping.best_epoch})")

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.data.test_time import TestTimeAugmentation, predict_over_views
 from jaxdl.losses import LossFn
 from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.training.precision import all_finite, cast_floating, compute_dtype
@@ -24,6 +23,9 @@ from jaxdl.training.state import TrainState
 from jaxdl.training.weight_average import check_decay, update_average
 
 Batch = dict[str, jax.Array]
+# ``test_time(forward, x) -> outputs``: a forward pass over several views of ``x`` combined into one prediction
+# (`jaxdl.data.test_time.make_test_time_augmentation` builds them).
+TestTimeAugmentation = Callable[[Callable[[jax.Array], jax.Array], jax.Array], jax.Array]
 TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
 EvalStep = Callable[[TrainState, Batch], Metrics]
 
@@ -170,7 +172,8 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, 
         def forward(inputs: jax.Array) -> jax.Array:
             return cast_floating(model.apply(variables, inputs, train=False), jnp.float32)
 
-        outputs = predict_over_views(forward, cast_floating(x, dtype), test_time)
+        inputs = cast_floating(x, dtype)
+        outputs = forward(inputs) if test_time is None else test_time(forward, inputs)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
 
@@ -184,6 +187,6 @@ def make_predict_step(model: nn.Module, test_time: TestTimeAugmentation | None =
 
     def predict(state: TrainState, x: jax.Array) -> jax.Array:
         forward = functools.partial(model.apply, state.inference_variables(), train=False)
-        return predict_over_views(forward, x, test_time)
+        return forward(x) if test_time is None else test_time(forward, x)
 
     return predict

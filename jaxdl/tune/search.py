@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxdl.config import apply_override, parse_value, validate_config
 from jaxdl.data.datasets import load_dataset
+from jaxdl.experiment.build import build_experiment
 from jaxdl.training.optimizers import TUNABLE, set_hyperparams
 from jaxdl.tune.stacked import fit_stacked, stack
 
@@ -138,7 +139,6 @@ def run_search(config: ml_collections.ConfigDict, trials: Sequence[Trial], workd
     ``search.csv``, ``search.json`` and ``search.png``. A trial that diverges (NaN) is ranked last, not fatal.
     Each group of trials that share a program trains by `fit_stacked`'s ``schedule``; rows say which ran.
     """
-    from jaxdl.experiment.run import build_experiment
     from jaxdl.report.plots import plot_search
 
     if not trials:

@@ -6,12 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxdl.data.datasets import (
-    MissingDataError,
-    load_dataset,
-    read_fashion_mnist,
-    read_idx,
-)
+from jaxdl.data.datasets import MissingDataError, load_dataset
+from jaxdl.data.images import read_fashion_mnist, read_idx
 from jaxdl.data.pipeline import ArrayDataset, eval_batches, train_batches
 from jaxdl.util.safe_pickle import restricted_load
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl.config import default_config
-from jaxdl.experiment.run import build_experiment
+from jaxdl.experiment.build import build_experiment
 from jaxdl.models.cnn import ConvNet
 from jaxdl.training.state import create_train_state, create_train_states, init_variables
 

@@ -39,13 +39,13 @@ def test_early_stopping_returns_the_best_epoch_not_the_last():
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(snapshots[3]), jax.tree.leaves(snapshots[5])))
 
 
-def test_fit_writes_logs_curves_checkpoint_and_summary(tmp_path):
+def test_fit_writes_logs_checkpoint_and_summary(tmp_path):
     result, _ = _fit(tmp_path, num_epochs=2)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in records} == {"train", "epoch"}
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
     assert all("learning_rate" in r for r in records if r["kind"] == "train")
-    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    assert not (tmp_path / "learning_curves.png").exists()  # figures are callbacks (jaxdl.report.curves)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["test"]["count"] == 30 and summary["validation"]["count"] == 40
     assert summary["wall_seconds"] > 0

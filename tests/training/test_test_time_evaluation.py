@@ -7,9 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from jaxdl.cli import main
 from jaxdl.data.test_time import make_test_time_augmentation
 from jaxdl.distributed.parallel import make_parallel
-from jaxdl.experiment.cli import main
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.report.classification import PREDICTIONS
@@ -17,7 +17,7 @@ from jaxdl.training.loop import evaluate
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state
 from jaxdl.training.step import make_eval_step
-from tests.experiment.test_cli import ROOT, TINY
+from tests.test_cli import ROOT, TINY
 from tests.training.helpers import blobs, bn_convnet
 
 VIEWS = '--config.data.test_time_augment=("horizontal_flip", "shifts")'

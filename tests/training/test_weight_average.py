@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxdl import checkpoint
+from jaxdl.cli import main
 from jaxdl.data.pipeline import train_batches
 from jaxdl.distributed.parallel import make_parallel
-from jaxdl.experiment.cli import main
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import MLP
@@ -20,7 +20,7 @@ from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state
 from jaxdl.training.step import make_eval_step, make_predict_step, make_train_step
 from jaxdl.transfer.backbone import load_run_model
-from tests.experiment.test_cli import ROOT, TINY
+from tests.test_cli import ROOT, TINY
 from tests.training.helpers import blobs, bn_convnet
 
 METRICS = classification_metrics(3)

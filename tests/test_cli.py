@@ -6,10 +6,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxdl.data.datasets import FASHION_MNIST_DIR
-from jaxdl.experiment.cli import main
+from jaxdl.cli import main
+from jaxdl.data.images import FASHION_MNIST_DIR
 
-ROOT = pathlib.Path(__file__).parents[2]
+ROOT = pathlib.Path(__file__).parents[1]
 TINY = ["--config.data.train_limit=256", "--config.data.eval_limit=200", "--config.data.batch_size=64",
         "--config.data.eval_batch_size=128",
         "--config.train.num_epochs=1", "--config.train.progress=False", "--config.train.strategy=jit"]

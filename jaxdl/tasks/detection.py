@@ -1,42 +1,22 @@
-"""Grid detection targets, loss, metrics and decoding for `jaxdl.models.detect.GridDetector`.
-
-Layout of a cell's six target values: ``(objectness, x, y, w, h, class)``: ``x, y`` the box centre's offset
-inside its cell in ``[0, 1)``, ``w, h`` the box size as a fraction of the image. A box belongs to the cell
-holding its centre (the first box wins when two centres share a cell). Predictions are
-``(objectness, x, y, w, h)`` logits (sigmoid gives each in ``[0, 1]``) and class logits.
-"""
+"""Detection on a grid of cells (loss name ``yolo``): YOLO v1's loss, objectness and class accuracy while
+training, and after training mean average precision on the test images with a figure of the detections."""
 
 from __future__ import annotations
 
-from typing import Callable
+import pathlib
+from typing import Any, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxdl.boxes import non_max_suppression
-from jaxdl.metrics import _as_mask, _loss_and_count, _Sums
+from jaxdl.losses import LossFn
+from jaxdl.metrics import MetricsFn, _as_mask, _loss_and_count, _Sums
+from jaxdl.report.dense_outputs import detection_outputs
+from jaxdl.tasks.base import Task
 
 COORD_WEIGHT = 5.0  # box errors count more than objectness, which most cells get right (YOLO v1's lambda_coord)
 NO_OBJECT_WEIGHT = 0.5  # the many empty cells would otherwise drown the few with objects (lambda_noobj)
-
-
-def encode_targets(boxes: np.ndarray, classes: np.ndarray, image_size: int, grid: int) -> np.ndarray:
-    """Cell targets ``[n, grid, grid, 6]`` float32 from ``boxes [n, k, 4]`` (pixels, ``(x0, y0, x1, y1)``) and
-    ``classes [n, k]`` (-1: no box)."""
-    cell = image_size / grid
-    targets = np.zeros((len(boxes), grid, grid, 6), np.float32)
-    for n, (image_boxes, image_classes) in enumerate(zip(boxes, classes)):
-        for (x0, y0, x1, y1), c in zip(image_boxes, image_classes):
-            if c < 0:
-                continue
-            cx, cy = (x0 + x1) / 2 / cell, (y0 + y1) / 2 / cell
-            i, j = min(int(cy), grid - 1), min(int(cx), grid - 1)
-            if targets[n, i, j, 0]:
-                continue
-            targets[n, i, j] = (1.0, cx - j, cy - i, (x1 - x0) / image_size, (y1 - y0) / image_size, c)
-    return targets
 
 
 def detection_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -95,27 +75,24 @@ def detection_metrics() -> Callable[..., DetectionMetrics]:
     return metrics
 
 
-def decode_predictions(predictions: jax.Array, image_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Every cell's box ``[b, g*g, 4]`` in pixels, score ``sigmoid(objectness) * max class probability`` and class."""
-    b, g = predictions.shape[0], predictions.shape[1]
-    box = jax.nn.sigmoid(predictions[..., 1:5])
-    rows, cols = jnp.meshgrid(jnp.arange(g), jnp.arange(g), indexing="ij")
-    cx = (cols[None] + box[..., 0]) * image_size / g
-    cy = (rows[None] + box[..., 1]) * image_size / g
-    w, h = box[..., 2] * image_size, box[..., 3] * image_size
-    corners = jnp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1).reshape(b, g * g, 4)
-    probabilities = jax.nn.softmax(predictions[..., 5:], axis=-1)
-    scores = (jax.nn.sigmoid(predictions[..., 0]) * jnp.max(probabilities, axis=-1)).reshape(b, g * g)
-    return corners, scores, jnp.argmax(probabilities, axis=-1).reshape(b, g * g)
+class GridDetection(Task):
+    """A grid detector's outputs ``[b, g, g, 5 + classes]`` against cell targets ``[b, g, g, 6]``
+    (`jaxdl.detection_grid.encode_targets`)."""
 
+    losses = ("yolo",)
+    class_outputs = True
+    output_extra = 5  # objectness and the box's four numbers come before the class logits
 
-def detect(predictions: jax.Array, image_size: int, iou_threshold: float = 0.5,
-           score_threshold: float = 0.05) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Decoded boxes, scores, classes and a keep mask ``[b, g*g]`` after per-class NMS (jittable): a box is
-    kept when it scores above ``score_threshold`` and no better box of its class overlaps it by more than
-    ``iou_threshold``."""
-    boxes, scores, classes = decode_predictions(predictions, image_size)
-    # Per-class NMS in one pass: boxes of different classes are moved apart so they never overlap.
-    offset = (classes * 2 * image_size)[..., None].astype(boxes.dtype)
-    keep = jax.vmap(lambda b, s: non_max_suppression(b, s, iou_threshold, score_threshold))(boxes + offset, scores)
-    return boxes, scores, classes, keep
+    def loss(self) -> LossFn:
+        """`detection_loss`."""
+        return detection_loss
+
+    def metrics(self) -> MetricsFn:
+        """Loss, objectness accuracy over cells, class accuracy over the cells holding a box."""
+        return detection_metrics()
+
+    def write_outputs(self, model: Any, state: Any, data: Any, workdir: pathlib.Path, batch_size: int,
+                      test_time: Callable | None, hooks: list[Any]) -> dict[str, Any]:
+        """Mean average precision at IoU 0.5 and 0.75 on the test images (added to the test scores) and
+        ``detections.png``."""
+        return {"test": detection_outputs(model, state, data, workdir, batch_size)}

@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
-    from jaxdl.experiment.run import evaluate_workdir
+    from jaxdl.experiment.evaluate import evaluate_workdir
 
     print(json.dumps(evaluate_workdir(args.workdir, overrides=overrides), indent=2))
     return 0

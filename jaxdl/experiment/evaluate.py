@@ -1,0 +1,40 @@
+"""``evaluate_workdir(workdir)``: a finished run evaluated again from its ``config.json`` and its checkpoint,
+optionally with another evaluation setting (test-time views, batch size), never another model."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+from jaxdl import checkpoint
+from jaxdl.config import apply_override, config_from_json
+from jaxdl.experiment.build import build_experiment
+from jaxdl.training.loop import evaluate
+
+EVALUATION_FIELDS = ("data.test_time_augment", "data.eval_batch_size")  # what evaluate may change: not the model
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("validation", "test"),
+                     overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+    """Restore the checkpoint a finished run left in ``workdir`` and evaluate it on ``splits``, with
+    ``overrides`` of how it is evaluated (``EVALUATION_FIELDS``, e.g. ``"data.test_time_augment=('shifts',)"``)."""
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{workdir} has no config.json: is it the --workdir of a `jaxdl train` run?")
+    config = config_from_json(config_path.read_text())
+    for assignment in overrides:
+        field = assignment.partition("=")[0].removeprefix("config.")
+        if field not in EVALUATION_FIELDS:
+            raise ValueError(f"evaluate can change only how a trained model is evaluated ({list(EVALUATION_FIELDS)}), "
+                             f"not {field!r}")
+        apply_override(config, assignment)
+    if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
+        config.data.tokenizer_file = str(workdir / "tokenizer.json")
+    exp = build_experiment(config)
+    # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint.
+    step = checkpoint.returned_step(workdir)
+    state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state, step))
+    eval_step = exp.test_time_eval_step or exp.eval_step
+    return {split: evaluate(state, eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
+            for split in splits}
