@@ -1,13 +1,13 @@
 """Per-layer train-time cost of the two convolution lowerings, measured side by side in one process.
 
 For each layer shape of the MNIST CNNs, times forward and forward+backward (gradients for input and
-kernel) of `jaxdl.nn.conv.conv2d` with ``implementation="xla"`` and ``"patches"``; prints ms and the
+kernel) of `jaxdl.nn.conv.conv2d` under lowering ``"xla"`` and ``"patches"``; prints ms and the
 speed-up xla/patches. Then the same for depthwise convolutions (EfficientNet-Lite0's layers on 96x96
 inputs, batch 50: XLA's grouped convolution against weighted shifted views), and for transposed
 convolutions (the U-Net's 2x2 and the DCGAN's 4x4 stride-2 layers: XLA's convolution of the dilated input
 against `jaxdl.nn.conv_transpose`'s stride phases). Each row ends with what ``"auto"`` picks on this machine
-for inference (forward) and for training (forward / input gradient / kernel gradient); `jaxdl.nn.autotune`
-measures it once and caches it; with ``JAXDL_AUTOTUNE=0``, the fixed rule throughout. Run:
+for inference (forward) and for training (forward / input gradient / kernel gradient); `jaxdl.nn.lowering.tune`
+measures it once and caches it. Run:
 ``python -m benchmarks.conv_lowering [--sections conv,depthwise,transposed]``.
 """
 
@@ -20,10 +20,11 @@ import platform
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn import autotune
-from jaxdl.nn.autotune import median_ms
+from jaxdl.nn import lowering
 from jaxdl.nn.conv import conv2d
 from jaxdl.nn.conv_transpose import conv_transpose2d
+from jaxdl.nn.lowering import autotune
+from jaxdl.nn.lowering.autotune import median_ms
 
 LAYERS = [  # (batch, image side, in channels, out channels, kernel)
     (128, 28, 1, 16, 3), (128, 14, 16, 32, 3), (128, 7, 32, 64, 3),
@@ -59,14 +60,14 @@ def main() -> None:
         for b, side, cin, cout, k in LAYERS:
             x = jax.random.normal(key, (b, side, side, cin))
             w = jax.random.normal(key, (k, k, cin, cout))
-            conv = lambda x, w, impl: conv2d(x, w, 1, "SAME", implementation=impl)  # noqa: E731
+            conv = lambda x, w: conv2d(x, w, 1, "SAME")  # noqa: E731
             _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", _time_both(conv, x, w), _picked(conv, x, w))
     if "depthwise" in sections:
         print(f"{'depthwise layer':28s} {'xla fwd':>8s} {'shifts fwd':>12s} {'xla train':>10s} {'shifts train':>14s} {'speed-up':>9s} {'auto train':>10s}  auto picks")
         for b, side, c, k, stride in DEPTHWISE_LAYERS:
             x = jax.random.normal(key, (b, side, side, c))
             w = jax.random.normal(key, (k, k, 1, c))
-            conv = lambda x, w, impl, s=stride: conv2d(x, w, s, "SAME", implementation=impl, depthwise=True)  # noqa: E731
+            conv = lambda x, w, s=stride: conv2d(x, w, s, "SAME", depthwise=True)  # noqa: E731
             _print_row(f"{b}x{side}x{side}x{c} k{k} s{stride}", _time_both(conv, x, w), _picked(conv, x, w, "shifts"))
     if "transposed" not in sections:
         return
@@ -75,15 +76,16 @@ def main() -> None:
     for b, side, cin, cout, k in TRANSPOSED_LAYERS:
         x = jax.random.normal(key, (b, side, side, cin))
         w = jax.random.normal(key, (k, k, cin, cout))
-        conv = lambda x, w, impl: conv_transpose2d(x, w, 2, "SAME", implementation=impl)  # noqa: E731
+        conv = lambda x, w: conv_transpose2d(x, w, 2, "SAME")  # noqa: E731
         _print_row(f"{b}x{side}x{side}x{cin} -> {cout} k{k}", _time_both(conv, x, w), _picked(conv, x, w, "phases"))
 
 
 def _picked(conv, x: jax.Array, w: jax.Array, other: str = "patches") -> str:
-    """What ``implementation="auto"`` runs here: its inference forward pass, and in training (both arguments
+    """What lowering ``"auto"`` runs here: its inference forward pass, and in training (both arguments
     differentiated) the forward then the input- and kernel-gradient lowerings."""
-    jax.make_jaxpr(lambda x, w: conv(x, w, "auto"))(x, w)
-    jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(conv(x, w, "auto")), argnums=(0, 1)))(x, w)
+    with lowering.use("auto"):
+        lowering.tune(conv, x, w)
+        lowering.tune(jax.grad(lambda x, w: jnp.sum(conv(x, w)), argnums=(0, 1)), x, w)
     shapes = [[list(a.shape), str(a.dtype)] for a in (x, w)]
     made = {len(choice): choice for key, choice in autotune.choices().items() if json.loads(key)[2] == shapes}
     if not made:
@@ -93,12 +95,16 @@ def _picked(conv, x: jax.Array, w: jax.Array, other: str = "patches") -> str:
 
 
 def _time_both(conv, x: jax.Array, w: jax.Array) -> dict[str, tuple[float, float]]:
-    """Forward and forward + both gradients of ``conv(x, w, impl)`` for the two lowerings and ``"auto"``, in ms."""
+    """Forward and forward + both gradients of ``conv(x, w)`` under the two lowerings and ``"auto"``, in ms."""
     row = {}
     for impl in ("xla", "patches", "auto"):
-        fwd = jax.jit(lambda x, w, impl=impl: conv(x, w, impl))
-        grad = jax.jit(jax.grad(lambda x, w, impl=impl: jnp.sum(conv(x, w, impl) ** 2), argnums=(0, 1)))
-        row[impl] = (median_ms(fwd, x, w, calls=5), median_ms(grad, x, w, calls=5))
+        forward = lambda x, w: conv(x, w)  # noqa: E731
+        backward = jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1))
+        with lowering.use(impl):  # read while the two programs are traced (their first timed call)
+            if impl == "auto":  # before jit: a jitted function would keep the trace tune makes
+                lowering.tune(forward, x, w)
+                lowering.tune(backward, x, w)
+            row[impl] = (median_ms(jax.jit(forward), x, w, calls=5), median_ms(jax.jit(backward), x, w, calls=5))
     return row
 
 

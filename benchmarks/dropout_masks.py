@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.autotune import median_ms
 from jaxdl.nn.dropout import dropout_mask
+from jaxdl.nn.lowering.autotune import median_ms
 
 RATE = 0.1
 

@@ -63,6 +63,9 @@ def default_config() -> ConfigDict:
         # Devices (jaxdl.distributed.parallel): "auto" = "mesh" over every device when there are several, else "jit";
         # mesh_shape = (data, model), -1 = the rest; sharding_rules = ((param-path regex, spec), ...) for the model axis.
         strategy="auto", mesh_shape=(-1, 1), sharding_rules=(),
+        # How convolutions are computed (jaxdl.nn.lowering): "auto" (XLA's own on GPU/TPU; on a CPU the lowering
+        # measured fastest for each use, once per machine, before the first step compiles), "xla" or "patches".
+        lowering="auto",
         # Compute dtype (float32, bfloat16, float16 with dynamic loss scaling); micro-batches per step.
         precision="float32", accumulation_steps=1,
         compilation_cache_dir=ml_collections.FieldReference(None, field_type=str),

@@ -24,13 +24,16 @@ jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 # Pretrained imports go to a session cache, never the user's ~/.cache.
 os.environ["JAXDL_CACHE"] = os.path.join(_CACHE, "jaxdl")
-# "auto" convolutions take the fixed rule instead of timing each shape (jaxdl.nn.autotune): timings taken
-# under a parallel suite are noise, and the choice must not vary between runs; tests/nn/test_autotune.py
-# turns it on where it is the subject.
-os.environ.setdefault("JAXDL_AUTOTUNE", "0")
 # Subprocess tests (multi-host, SIGKILL and resume) share it through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+
+# "auto" convolutions take the fixed rule instead of timing each use (jaxdl.nn.lowering): timings taken under a
+# parallel suite are noise, and the choice must not vary between runs; tests/nn/test_autotune.py turns measuring
+# on where it is the subject.
+from jaxdl.nn import lowering  # noqa: E402
+
+lowering.configure(measure=False)
 
 # Silent broadcasting between arrays of different rank is a bug in library code: make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")

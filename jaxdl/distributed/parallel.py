@@ -26,6 +26,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxdl.data.pipeline import Batch
+from jaxdl.nn import lowering
 
 # Any pytree state works (a State, a GAN state, stacked trial states): the strategies only place its leaves.
 State = TypeVar("State")
@@ -177,21 +178,37 @@ class Parallel:
     # -- compiling steps ----------------------------------------------------------------------------------
 
     def compile_train_step(self, step: Callable) -> Callable:
-        """Compile ``step(state, batch) -> (state, metrics)``; the state's buffers are donated."""
+        """Compile ``step(state, batch) -> (state, metrics)``; the state's buffers are donated. The convolution
+        lowerings it uses are tuned (`jaxdl.nn.lowering.tune`) on its first call, before it is traced."""
         if self.strategy == "pmap":
-            return jax.pmap(step, axis_name=DATA_AXIS, out_axes=(0, None), donate_argnums=0)
+            return _TunedFirst(step, jax.pmap(step, axis_name=DATA_AXIS, out_axes=(0, None), donate_argnums=0), DATA_AXIS)
         if self.strategy == "mesh":
             replicated = NamedSharding(self.mesh, PartitionSpec())
-            return _ShardedStep(step, self, donate=True, metrics_sharding=replicated)
-        return jax.jit(step, donate_argnums=0)
+            return _TunedFirst(step, _ShardedStep(step, self, donate=True, metrics_sharding=replicated))
+        return _TunedFirst(step, jax.jit(step, donate_argnums=0))
 
     def compile_eval_step(self, step: Callable) -> Callable:
-        """Compile ``step(state, batch) -> metrics`` (nothing donated: the state is reused)."""
+        """Compile ``step(state, batch) -> metrics`` (nothing donated: the state is reused), tuned on first call."""
         if self.strategy == "pmap":
-            return jax.pmap(step, axis_name=DATA_AXIS, out_axes=None)
+            return _TunedFirst(step, jax.pmap(step, axis_name=DATA_AXIS, out_axes=None), DATA_AXIS)
         if self.strategy == "mesh":
-            return _ShardedStep(step, self, donate=False, metrics_sharding=NamedSharding(self.mesh, PartitionSpec()))
-        return jax.jit(step)
+            return _TunedFirst(step, _ShardedStep(step, self, donate=False,
+                                                  metrics_sharding=NamedSharding(self.mesh, PartitionSpec())))
+        return _TunedFirst(step, jax.jit(step))
+
+
+class _TunedFirst:
+    """A compiled step whose first call first tunes the pure ``step``'s convolution lowerings on the same
+    arguments (traced abstractly, per device under ``pmap``), so the compiled program is traced with them."""
+
+    def __init__(self, step: Callable, compiled: Callable, axis_name: str | None = None) -> None:
+        self.step, self.compiled, self.axis_name, self.tuned = step, compiled, axis_name, False
+
+    def __call__(self, *args: Any) -> Any:
+        if not self.tuned:
+            lowering.tune(self.step, *args, axis_name=self.axis_name)
+            self.tuned = True
+        return self.compiled(*args)
 
 
 class _ShardedStep:

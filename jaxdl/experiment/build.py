@@ -22,6 +22,7 @@ from jaxdl.data.test_time import TestTimeAugmentation, make_test_time_augmentati
 from jaxdl.distributed.parallel import Parallel, check_sharding_rules, configure_compilation_cache, make_parallel
 from jaxdl.experiment.transfer_setup import transfer_setup
 from jaxdl.models import create_model, model_constructor, model_fields
+from jaxdl.nn import lowering
 from jaxdl.nn.embedding import check_token_ids
 from jaxdl.tasks import Task, get_task
 from jaxdl.training.optimizers import make_optimizer
@@ -96,6 +97,9 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     """Validate ``config`` and build its data, task, model, optimizer, initial state and compiled steps (with
     ``tunable``, an optimizer whose continuous hyperparameters live in its state: see `make_optimizer`)."""
     validate_config(config)
+    if config.train.lowering not in lowering.MODES:
+        raise ValueError(f"train.lowering must be one of {list(lowering.MODES)}, got {config.train.lowering!r}")
+    lowering.configure(mode=config.train.lowering)  # read by every convolution when the steps are traced
     data = data if data is not None else load_dataset(config.data)
     task = get_task(config.loss, data.num_classes)
     train = config.train

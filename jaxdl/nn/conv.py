@@ -1,17 +1,11 @@
 """2-D convolution layer (NHWC images, HWIO kernels).
 
-The course defines the convolution of an image ``I`` with an ``m x m`` kernel ``K`` as
+The convolution of an image ``I`` with an ``m x m`` kernel ``K`` is
 ``(I * K)(i, j) = sum_u sum_v I(i + u, j + v) K(u, v)`` (a cross-correlation, as in every framework);
 with channels the sum also runs over input channels, and ``stride`` and ``padding`` choose which ``(i, j)``.
 
-Two lowerings compute the same sum. ``"xla"`` is the backend's native convolution. ``"patches"`` gathers
-the ``kh*kw`` shifted views of the image side by side (im2col by slicing) and does one matmul; its
-gradients are a matmul and pads/adds of slices. Which trains faster on XLA:CPU depends on the CPU and the
-shape: patches won on every layer of a 2-core AVX2 EPYC (1.1-5x), while an AVX-512 Xeon runs XLA's own
-convolution faster on the wide ones (benchmarks/RESULTS.md), except its kernel gradient, 4-5x slower than
-its forward pass. So ``"auto"`` keeps native convolutions on GPU/TPU and, on CPU, times both lowerings for
-each shape and each pass (forward, input gradient, kernel gradient) once per machine and runs each pass
-through the faster one (`jaxdl.nn.autotune`; patches throughout when measuring is off).
+How the sum is computed (XLA's own convolution, or on a CPU the patches lowering measured faster for
+this shape and pass) is not a layer field: `jaxdl.nn.lowering` decides it for every convolution at once.
 """
 
 from __future__ import annotations
@@ -23,8 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn import autotune
 from jaxdl.nn.initializers import Initializer, get_initializer
+from jaxdl.nn.lowering.patches import conv2d_patches, depthwise_shifts, explicit_padding
+from jaxdl.nn.lowering.select import lowered
 
 Padding = str | int | Sequence[tuple[int, int]]
 
@@ -49,61 +44,12 @@ def _padding(padding: Padding) -> str | list[tuple[int, int]]:
     return [tuple(p) for p in padding]  # type: ignore[misc]
 
 
-IMPLEMENTATIONS = ("auto", "xla", "patches")
-
-
-def _explicit_padding(padding: str | list, size: tuple[int, int], kernel: tuple[int, int],
-                      strides: tuple[int, int], dilation: tuple[int, int]) -> list[tuple[int, int]]:
-    if padding == "VALID":
-        return [(0, 0), (0, 0)]
-    if padding == "SAME":  # XLA's rule: output ceil(n / s), the odd pixel of padding goes after
-        pads = []
-        for n, k, s, d in zip(size, kernel, strides, dilation):
-            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-            pads.append((total // 2, total - total // 2))
-        return pads
-    return list(padding)
-
-
-def _shifted_views(x, kernel_hw, strides, padding, dilation) -> tuple[list[jax.Array], int, int]:
-    """The ``kh*kw`` strided views of the padded image that meet kernel tap (u, v), row-major, and the output size."""
-    kh, kw = kernel_hw
-    (pt, pb), (pl, pr) = _explicit_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
-    x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    h, w = x.shape[1:3]
-    oh = (h - (kh - 1) * dilation[0] - 1) // strides[0] + 1
-    ow = (w - (kw - 1) * dilation[1] - 1) // strides[1] + 1
-    views = [
-        x[:, u * dilation[0]: u * dilation[0] + (oh - 1) * strides[0] + 1: strides[0],
-             v * dilation[1]: v * dilation[1] + (ow - 1) * strides[1] + 1: strides[1], :]
-        for u in range(kh) for v in range(kw)
-    ]
-    return views, oh, ow
-
-
-def _conv2d_patches(x, kernel, strides, padding, dilation):
-    kh, kw, cin, cout = kernel.shape
-    views, oh, ow = _shifted_views(x, (kh, kw), strides, padding, dilation)
-    # Channel-last concatenation orders columns (u, v, c), matching kernel.reshape(kh*kw*cin, cout).
-    patches = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
-    y = patches.reshape(x.shape[0] * oh * ow, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)
-    return y.reshape(x.shape[0], oh, ow, cout)
-
-
-def _depthwise_shifts(x, kernel, strides, padding, dilation):
-    kh, kw = kernel.shape[:2]
-    views, _, _ = _shifted_views(x, (kh, kw), strides, padding, dilation)
-    taps = kernel.reshape(kh * kw, 1, 1, 1, -1)
-    return sum(view * taps[i] for i, view in enumerate(views))
-
-
 def conv2d(
     x: jax.Array,
     kernel: jax.Array,
     strides: int | Sequence[int] = 1,
     padding: Padding = "SAME",
     dilation: int | Sequence[int] = 1,
-    implementation: str = "auto",
     depthwise: bool = False,
 ) -> jax.Array:
     """Convolve ``x: [batch, height, width, in]`` with ``kernel: [kh, kw, in, out]``.
@@ -112,9 +58,8 @@ def conv2d(
     ``floor((H - dilation*(kh-1) - 1) / stride) + 1`` high, with ``"SAME"`` it is ``ceil(H / stride)``.
     ``depthwise`` convolves each channel with its own filter (``kernel: [kh, kw, 1, in]``, out = in): the
     ``kh*kw`` shifted views are weighted and summed, which XLA:CPU runs 6-15x faster than its grouped
-    convolution (benchmarks/RESULTS.md). ``implementation`` is ``"xla"``, ``"patches"`` or ``"auto"``
-    (native on GPU/TPU; on CPU the faster of the two for each pass of this shape, measured once per
-    machine by `jaxdl.nn.autotune`); all give the same values up to float summation order.
+    convolution (benchmarks/RESULTS.md). `jaxdl.nn.lowering` chooses how it is computed; every lowering
+    gives the same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; got {x.shape} and {kernel.shape}")
@@ -123,11 +68,9 @@ def conv2d(
         want = f"[kh, kw, 1, {x.shape[-1]}]" if depthwise else f"[kh, kw, {x.shape[-1]}, out]"
         raise ValueError(f"conv2d: input has {x.shape[-1]} channels, so the {'depthwise ' if depthwise else ''}kernel "
                          f"must be {want}; got {kernel.shape}")
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown conv implementation {implementation!r}; valid ones are {list(IMPLEMENTATIONS)}")
     strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
     kernel_hw = kernel.shape[:2]
-    pads = _explicit_padding(pad, x.shape[1:3], kernel_hw, strides, dilation)
+    pads = explicit_padding(pad, x.shape[1:3], kernel_hw, strides, dilation)
     for axis, name in ((0, "height"), (1, "width")):
         padded = x.shape[1 + axis] + sum(pads[axis])
         span = (kernel_hw[axis] - 1) * dilation[axis] + 1
@@ -136,16 +79,11 @@ def conv2d(
                              f"kernel span {span}; use padding='SAME', a smaller kernel or larger inputs")
     lowerings = {
         "xla": functools.partial(_conv2d_xla, strides=strides, padding=pad, dilation=dilation, depthwise=depthwise),
-        "patches": functools.partial(_depthwise_shifts if depthwise else _conv2d_patches, strides=strides,
+        "patches": functools.partial(depthwise_shifts if depthwise else conv2d_patches, strides=strides,
                                      padding=pad, dilation=dilation),
     }
-    if implementation == "auto":
-        if jax.default_backend() != "cpu":
-            implementation = "xla"
-        else:
-            params = (strides, pad if isinstance(pad, str) else tuple(map(tuple, pad)), dilation, depthwise)
-            return autotune.tuned("conv2d", lowerings, params, default="patches")(x, kernel)
-    return lowerings[implementation](x, kernel)
+    params = (strides, pad if isinstance(pad, str) else tuple(map(tuple, pad)), dilation, depthwise)
+    return lowered("conv2d", lowerings, params, cpu_rule="patches")(x, kernel)
 
 
 def _conv2d_xla(x, kernel, strides, padding, dilation, depthwise):
@@ -177,7 +115,6 @@ class Conv2D(nn.Module):
     dilation: int | Sequence[int] = 1
     use_bias: bool = True
     kernel_init: str | Initializer = "he_normal"
-    implementation: str = "auto"
     depthwise: bool = False
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
@@ -190,8 +127,7 @@ class Conv2D(nn.Module):
             self.param_dtype,
         )
         dtype = self.dtype or x.dtype
-        y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation, self.implementation,
-                   self.depthwise)
+        y = conv2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation, self.depthwise)
         return add_channel_bias(self, y) if self.use_bias else y
 
 

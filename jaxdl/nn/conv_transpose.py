@@ -13,9 +13,9 @@ multiply-adds per input pixel and channel pair, in one matmul; for the U-Net's 2
 1x1 convolution. The copy of the window (``window * in`` values per input pixel) pays off when the matmul has
 enough columns to use each copied value several times: on a 2-core AVX2 machine (fwd+grads,
 benchmarks/RESULTS.md) 2x2 stride-2 kernels trained 4.7-7.1x faster, the DCGAN's 4x4 ones 1.4-3.2x from
-``out=8`` up, and a 4x4 kernel to 1 or 2 channels 3.4x and 1.15x *slower*. ``"auto"`` keeps the native
-lowering on GPU/TPU; on CPU it times both for each shape and pass (forward, input gradient, kernel gradient)
-once per machine and runs each pass through the faster (`jaxdl.nn.autotune`); with measuring off it picks patches when ``s*s*out`` is at least the window's tap count.
+``out=8`` up, and a 4x4 kernel to 1 or 2 channels 3.4x and 1.15x *slower*. `jaxdl.nn.lowering` chooses
+between the two (on a CPU by measuring each use; its fixed rule picks phases when ``s*s*out`` is at least the
+window's tap count); the phase lowering itself is `jaxdl.nn.lowering.transpose_phases`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxdl.nn import autotune
-from jaxdl.nn.conv import IMPLEMENTATIONS, Padding, _conv2d_patches, _padding, _pair, add_channel_bias
+from jaxdl.nn.conv import Padding, _padding, _pair, add_channel_bias
 from jaxdl.nn.initializers import Initializer, get_initializer
+from jaxdl.nn.lowering.select import lowered
+from jaxdl.nn.lowering.transpose_phases import conv_transpose2d_phases, phase_taps
 
 
 def _transpose_padding(padding: str | list, kernel: int, stride: int, dilation: int, axis: int) -> tuple[int, int]:
@@ -46,60 +46,21 @@ def _transpose_padding(padding: str | list, kernel: int, stride: int, dilation: 
     return before, total - before
 
 
-def _phase_taps(size: int, kernel: int, stride: int, dilation: int, pad: tuple[int, int]):
-    """Along one axis: the output length, the number of output blocks ``q``, the window offsets
-    ``(first, last)`` into the input, and ``taps[w, r]``: the kernel tap that phase ``r`` applies at window
-    position ``w`` (``kernel`` where it applies none)."""
-    before, after = pad
-    length = (size - 1) * stride + 1 + before + after - (kernel - 1) * dilation
-    if length < 1:
-        raise ValueError(f"conv_transpose2d: an input of size {size} with kernel {kernel} (dilation {dilation}), "
-                         f"stride {stride} and padding {pad} gives an empty output ({length})")
-    offsets = {}  # (u, r) -> input offset of tap u in phase r: output s*q + r reads input q + offset
-    for r in range(stride):
-        for u in range(kernel):
-            shifted = r + u * dilation - before
-            if shifted % stride == 0:
-                offsets[u, r] = shifted // stride
-    first, last = min(offsets.values()), max(offsets.values())
-    taps = np.full((last - first + 1, stride), kernel, np.int32)
-    for (u, r), offset in offsets.items():
-        taps[offset - first, r] = u
-    return length, -(-length // stride), first, last, taps
-
-
-def _conv_transpose2d_phases(x, kernel, strides, plans):
-    cin, cout = kernel.shape[2:]
-    sh, sw = strides
-    (lh, qh, first_h, last_h, taps_h), (lw, qw, first_w, last_w, taps_w) = plans
-    # One zero row and column stand for "no tap"; a gather (not a 0/1 matmul) keeps the kernel exact on every backend.
-    padded_kernel = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    phase_kernel = padded_kernel[taps_h[:, :, None, None], taps_w[None, None, :, :]]  # [wh, rh, ww, rw, in, out]
-    phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(taps_h.shape[0], taps_w.shape[0], cin, sh * sw * cout)
-    # Negative padding crops: input rows no output block reads.
-    window = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (-first_h, qh - 1 + last_h - (x.shape[1] - 1), 0),
-                                                    (-first_w, qw - 1 + last_w - (x.shape[2] - 1), 0), (0, 0, 0)))
-    y = _conv2d_patches(window, phase_kernel, (1, 1), "VALID", (1, 1))  # [b, qh, qw, rh * rw * out]
-    y = y.reshape(x.shape[0], qh, qw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5).reshape(x.shape[0], qh * sh, qw * sw, cout)
-    return y[:, :lh, :lw, :]
-
-
 def conv_transpose2d(
     x: jax.Array,
     kernel: jax.Array,
     strides: int | Sequence[int] = 2,
     padding: Padding = "SAME",
     dilation: int | Sequence[int] = 1,
-    implementation: str = "auto",
 ) -> jax.Array:
     """Transposed convolution of ``x: [batch, height, width, in]`` with ``kernel: [kh, kw, in, out]``, as
     ``lax.conv_transpose(x, kernel, strides, padding, rhs_dilation=dilation)`` (``flax.linen.ConvTranspose``).
 
     Returns ``[batch, out_height, out_width, out]``; with ``"SAME"`` the output is ``stride`` times the input,
     with ``"VALID"`` it is ``H * stride + max(span - stride, 0)`` (TensorFlow's rule; ``span = dilation * (kh - 1)
-    + 1``); explicit ``((top, bottom), (left, right))`` pad the dilated input as in ``lax.conv_transpose``. ``implementation`` is ``"xla"``,
-    ``"patches"`` (stride phases, see the module docstring) or ``"auto"`` (native on GPU/TPU, the faster of the
-    two on CPU, see the module docstring); all give the same values up to float summation order.
+    + 1``); explicit ``((top, bottom), (left, right))`` pad the dilated input as in ``lax.conv_transpose``.
+    `jaxdl.nn.lowering` chooses XLA's operation or the stride phases (see the module docstring); both give the
+    same values up to float summation order.
     """
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv_transpose2d expects x [batch, h, w, c] and kernel [kh, kw, in, out]; "
@@ -107,26 +68,18 @@ def conv_transpose2d(
     if kernel.shape[2] != x.shape[-1]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[-1]} channels, so the kernel must be "
                          f"[kh, kw, {x.shape[-1]}, out]; got {kernel.shape}")
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown conv implementation {implementation!r}; valid ones are {list(IMPLEMENTATIONS)}")
     strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
     pads = [_transpose_padding(pad, kernel.shape[a], strides[a], dilation[a], a) for a in (0, 1)]
-    plans = [_phase_taps(x.shape[1 + a], kernel.shape[a], strides[a], dilation[a], pads[a]) for a in (0, 1)]
+    plans = [phase_taps(x.shape[1 + a], kernel.shape[a], strides[a], dilation[a], pads[a]) for a in (0, 1)]
     lowerings = {
         "xla": lambda x, kernel: jax.lax.conv_transpose(x, kernel, strides, pads, rhs_dilation=dilation,
                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")),
-        "patches": lambda x, kernel: _conv_transpose2d_phases(x, kernel, strides, plans),
+        "patches": lambda x, kernel: conv_transpose2d_phases(x, kernel, strides, plans),
     }
-    if implementation == "auto":
-        if jax.default_backend() != "cpu":
-            implementation = "xla"
-        else:
-            window_taps = plans[0][-1].shape[0] * plans[1][-1].shape[0]
-            columns = strides[0] * strides[1] * kernel.shape[3]
-            rule = "patches" if columns >= window_taps else "xla"
-            return autotune.tuned("conv_transpose2d", lowerings, (strides, tuple(map(tuple, pads)), dilation),
-                                  default=rule)(x, kernel)
-    return lowerings[implementation](x, kernel)
+    window_taps = plans[0][-1].shape[0] * plans[1][-1].shape[0]
+    columns = strides[0] * strides[1] * kernel.shape[3]
+    rule = "patches" if columns >= window_taps else "xla"
+    return lowered("conv_transpose2d", lowerings, (strides, tuple(map(tuple, pads)), dilation), cpu_rule=rule)(x, kernel)
 
 
 class ConvTranspose2D(nn.Module):
@@ -145,7 +98,6 @@ class ConvTranspose2D(nn.Module):
     dilation: int | Sequence[int] = 1
     use_bias: bool = True
     kernel_init: str | Initializer = "lecun_normal"
-    implementation: str = "auto"
     dtype: jnp.dtype | None = None
     param_dtype: jnp.dtype = jnp.float32
 
@@ -155,6 +107,5 @@ class ConvTranspose2D(nn.Module):
         kernel = self.param("kernel", get_initializer(self.kernel_init), (kh, kw, x.shape[-1], self.features),
                             self.param_dtype)
         dtype = self.dtype or x.dtype
-        y = conv_transpose2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation,
-                             self.implementation)
+        y = conv_transpose2d(x.astype(dtype), kernel.astype(dtype), self.strides, self.padding, self.dilation)
         return add_channel_bias(self, y) if self.use_bias else y

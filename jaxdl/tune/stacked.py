@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxdl.data.prefetch import prefetch
 from jaxdl.metrics import Metrics
+from jaxdl.nn import lowering
 from jaxdl.training.loop import MAX_STEPS_IN_FLIGHT
 from jaxdl.training.state import TrainState
 
@@ -137,6 +138,7 @@ def fit_stacked(
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {list(SCHEDULES)}")
     trials = num_trials(states)
+    _tune_lowerings(train_step, eval_step, states, batches, validation, per_trial_data)
     vmapped_step = jax.jit(over_trials(train_step, trials, per_trial_data), donate_argnums=0)
     # A trial axis of one on the metrics (inside the compiled step) lets a lone trial reuse the stacked bookkeeping.
     single_step = jax.jit(lambda s, b: _expand(train_step(s, b)), donate_argnums=0)
@@ -153,6 +155,16 @@ def fit_stacked(
                        _trial_data(t, per_trial_data)) for t in range(trials)]
     history = [[r.history[e][0] for r in results] for e in range(num_epochs)]
     return StackedResult(stack([r.states for r in results]), history, schedule, step_ms)
+
+
+def _tune_lowerings(train_step: Callable, eval_step: Callable, states: Any, batches: Callable,
+                    validation: Callable | None, per_trial_data: bool) -> None:
+    """Tune one trial's steps' convolution lowerings on the first batches before anything is traced (the
+    vmapped program traces the same per-trial uses)."""
+    for step, make in ((train_step, lambda: batches(1)), (eval_step, validation or (lambda: iter(())))):
+        first = next(iter(make()), None)
+        if first is not None:
+            lowering.tune(step, unstack(states, 0), _trial_data(0, per_trial_data)(first))
 
 
 def choose_schedule(step_ms: dict[str, float]) -> str:

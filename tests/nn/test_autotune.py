@@ -1,5 +1,7 @@
-"""`jaxdl.nn.autotune`: the fastest candidate of each pass is chosen, cached on disk and reused; ties and 'off'
-keep the default; `combine` runs each pass through its choice."""
+"""`jaxdl.nn.lowering.autotune`: `tune` measures each use a trace asks about before the real trace, which only
+reads the choices; the fastest candidate of each pass is chosen, cached on disk and reused; ties, 'off' and
+untuned uses keep the default, and nothing is measured or written while tracing; `combine` runs each pass
+through its choice."""
 
 import json
 import warnings
@@ -11,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.nn import autotune
+from jaxdl.distributed.parallel import make_parallel
+from jaxdl.nn import lowering
 from jaxdl.nn.conv import conv2d
 from jaxdl.nn.conv_transpose import conv_transpose2d
+from jaxdl.nn.lowering import autotune
 
 
 def _slow(x):
@@ -31,27 +35,43 @@ def _fast(x):
 @pytest.fixture
 def tuning(tmp_path, monkeypatch):
     """Measuring on, a fresh cache directory and an empty in-process memory."""
-    monkeypatch.setenv("JAXDL_AUTOTUNE", "1")
     monkeypatch.setenv("JAXDL_CACHE", str(tmp_path))
-    monkeypatch.setattr(autotune, "_MEMORY", {})
+    _forget(monkeypatch)
     monkeypatch.setattr(autotune, "_MIN_VALUES", 0)
-    return tmp_path
+    with lowering.use("auto", measure=True):
+        yield tmp_path
+
+
+def _forget(monkeypatch):
+    """A new process: nothing in memory, the cache file not yet read."""
+    monkeypatch.setattr(autotune, "_MEMORY", {})
+    monkeypatch.setattr(autotune, "_DISK", {})
+
+
+def _choice(op, cands, args, params, default, wrt=()):
+    """What the real trace runs for one use after `tune` traced a function asking about it."""
+    def asks(*args):
+        autotune.fastest(op, cands, args, params, default, wrt)
+        return jnp.zeros(())
+
+    autotune.tune(asks, *args)
+    return autotune.fastest(op, cands, args, params, default, wrt)
 
 
 def test_picks_the_faster_candidate_and_caches_it_on_disk(tuning, monkeypatch):
     x = jnp.ones((256, 256))
     cands = {"slow": _slow, "fast": _fast}
     for default in ("slow", "fast"):
-        assert autotune.fastest("double", cands, (x,), params=(1,), default=default) == ("fast",)
-        assert autotune.fastest("double", cands, (x,), params=(1,), default=default, wrt=(0,)) == ("fast", "fast")
+        assert _choice("double", cands, (x,), params=(1,), default=default) == ("fast",)
+        assert _choice("double", cands, (x,), params=(1,), default=default, wrt=(0,)) == ("fast", "fast")
     entries = {len(e["choice"]): e for e in json.loads(autotune.cache_file().read_text())["choices"].values()}
     assert entries[1]["choice"] == ["fast"] and entries[2]["choice"] == ["fast", "fast"]
     assert entries[1]["ms"]["slow"] > entries[1]["ms"]["fast"]
     assert entries[2]["ms"]["slow slow"] > entries[2]["ms"]["fast fast"]
     # A new process (empty memory) reads the file and measures nothing.
-    monkeypatch.setattr(autotune, "_MEMORY", {})
+    _forget(monkeypatch)
     monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured again despite the cache"))
-    assert autotune.fastest("double", cands, (x,), params=(1,), default="slow", wrt=(0,)) == ("fast", "fast")
+    assert _choice("double", cands, (x,), params=(1,), default="slow", wrt=(0,)) == ("fast", "fast")
 
 
 def test_every_combination_is_measured_once_per_shape_parameter_and_differentiated_set(tuning, monkeypatch):
@@ -61,7 +81,7 @@ def test_every_combination_is_measured_once_per_shape_parameter_and_differentiat
     cands = {"a": _fast, "b": _fast}
     for shape, params, wrt in (((4, 4), 1, (0, 1)), ((4, 4), 1, (0, 1)), ((8, 4), 1, (0, 1)), ((4, 4), 2, (0, 1)),
                                ((4, 4), 1, (1,)), ((4, 4), 1, ())):
-        autotune.fastest("op", cands, (jnp.ones(shape), jnp.ones(shape)), params=params, default="a", wrt=wrt)
+        _choice("op", cands, (jnp.ones(shape), jnp.ones(shape)), params=params, default="a", wrt=wrt)
     triples = [(f, g, h) for f in "ab" for g in "ab" for h in "ab"]
     expected = [((4, 4), c, (0, 1)) for c in triples] + [((8, 4), c, (0, 1)) for c in triples]
     expected += [((4, 4), c, (0, 1)) for c in triples] + [((4, 4), (f, g), (1,)) for f in "ab" for g in "ab"]
@@ -73,10 +93,10 @@ def test_ties_keep_the_default(tuning, monkeypatch):
     times = {("a", "a"): 1.00, ("a", "b"): 0.97, ("b", "a"): 1.2, ("b", "b"): 1.1}  # a-b: 3%, within the 5% band
     monkeypatch.setattr(autotune, "_combination_ms", lambda cands, combo, structs, wrt: times[combo])
     cands = {"a": _fast, "b": _fast}
-    assert autotune.fastest("op", cands, (jnp.ones(3),), params=(), default="a", wrt=(0,)) == ("a", "a")
+    assert _choice("op", cands, (jnp.ones(3),), params=(), default="a", wrt=(0,)) == ("a", "a")
     times["a", "b"] = 0.5
-    monkeypatch.setattr(autotune, "_MEMORY", {})
-    assert autotune.fastest("op", cands, (jnp.ones(4),), params=(), default="a", wrt=(0,)) == ("a", "b")
+    _forget(monkeypatch)
+    assert _choice("op", cands, (jnp.ones(4),), params=(), default="a", wrt=(0,)) == ("a", "b")
 
 
 def test_a_cache_record_of_the_whole_step_tuner_is_measured_again(tuning, monkeypatch):
@@ -85,23 +105,53 @@ def test_a_cache_record_of_the_whole_step_tuner_is_measured_again(tuning, monkey
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"choices": {key: {"choice": "a", "train_ms": {"a": 1.0, "b": 2.0}}}}))
     monkeypatch.setattr(autotune, "_combination_ms", lambda cands, combo, structs, wrt: 1.0 + (combo[0] == "a"))
-    assert autotune.fastest("op", {"a": _fast, "b": _fast}, (jnp.ones(3),), (), default="a", wrt=(0,)) == ("b", "a")
+    assert _choice("op", {"a": _fast, "b": _fast}, (jnp.ones(3),), (), default="a", wrt=(0,)) == ("b", "a")
     assert json.loads(path.read_text())["choices"][key]["choice"] == ["b", "a"]
 
 
-def test_off_returns_the_default_without_measuring(tuning, monkeypatch):
-    monkeypatch.setenv("JAXDL_AUTOTUNE", "0")
+@pytest.mark.parametrize("settings", [dict(measure=False), dict(mode="xla"), dict(mode="patches")])
+def test_off_returns_the_default_without_measuring(tuning, monkeypatch, settings):
     monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured while off"))
     cands = {"slow": _slow, "fast": _fast}
-    assert autotune.fastest("double", cands, (jnp.ones(3),), (), default="slow", wrt=(0,)) == ("slow", "slow")
-    assert autotune.tuned("double", cands, (), default="slow") is _slow
+    with lowering.use(**settings):
+        assert _choice("double", cands, (jnp.ones(3),), (), default="slow", wrt=(0,)) == ("slow", "slow")
+        assert autotune.tuned("double", cands, (), default="slow") is _slow
     assert not autotune.cache_file().exists()
+
+
+def test_nothing_is_measured_or_written_while_tracing(tuning, monkeypatch):
+    """A use nobody tuned takes the default inside jit: no timing, no cache file, no choice remembered."""
+    monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured while tracing"))
+    f = autotune.tuned("double", {"slow": _slow, "fast": _fast}, (), default="slow")
+    x = jnp.ones((8, 8))
+    np.testing.assert_allclose(jax.jit(jax.grad(lambda x: jnp.sum(f(x))))(x), 2.0 * np.ones((8, 8)))
+    assert not autotune.cache_file().exists() and not autotune.choices()
+
+
+def test_tune_says_on_stderr_that_it_measures_and_a_second_tune_measures_nothing(tuning, monkeypatch, capsys):
+    monkeypatch.setattr(autotune, "_combination_ms", lambda cands, combo, structs, wrt: 1.0 + (combo[0] == "slow"))
+    f = autotune.tuned("double", {"slow": _slow, "fast": _fast}, (), default="slow")
+    x = jnp.ones((8, 8))
+    step = jax.grad(lambda x: jnp.sum(f(x)))
+    assert len(autotune.tune(step, x)) == 1
+    err = capsys.readouterr().err
+    assert "timing the lowerings of 1 convolution use(s)" in err and str(autotune.cache_file()) in err and "timed 1" in err
+    assert autotune.tune(step, x) == {} and capsys.readouterr().err == ""
+
+
+def test_choices_broadcast_from_process_zero_round_trip(monkeypatch):
+    """The multi-process path: process 0's choices travel as JSON bytes and come back as the same tuples."""
+    from jax.experimental import multihost_utils
+
+    monkeypatch.setattr(multihost_utils, "broadcast_one_to_all", lambda x: x)
+    measured = {'["conv2d", "x"]': ("xla", "patches", "patches"), '["conv2d", "y"]': ("patches",)}
+    assert autotune._from_process_zero(measured) == measured
 
 
 def test_small_problems_take_the_default_without_measuring(tuning, monkeypatch):
     monkeypatch.setattr(autotune, "_MIN_VALUES", 1000)
     monkeypatch.setattr(autotune, "_combination_ms", lambda *a: pytest.fail("measured a small problem"))
-    assert autotune.fastest("op", {"a": _fast, "b": _fast}, (jnp.ones(999),), (), default="b", wrt=(0,)) == ("b", "b")
+    assert _choice("op", {"a": _fast, "b": _fast}, (jnp.ones(999),), (), default="b", wrt=(0,)) == ("b", "b")
 
 
 def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning, monkeypatch):
@@ -111,7 +161,7 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning, mo
     path.parent.mkdir(parents=True)
     path.write_text('{"choices": {"trunc')
     with pytest.warns(UserWarning, match="unreadable autotune cache"):
-        choice = autotune.fastest("double", {"slow": _slow, "fast": _fast}, (jnp.ones((64, 64)),), (), default="slow")
+        choice = _choice("double", {"slow": _slow, "fast": _fast}, (jnp.ones((64, 64)),), (), default="slow")
     assert choice == ("fast",)
     assert json.loads(path.read_text())["choices"]  # valid JSON again, holding the new choice
     assert not list(path.parent.glob("*.tmp"))  # no temporary file left behind
@@ -119,7 +169,7 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning_and_rewritten(tuning, mo
 
 def test_an_unknown_default_is_refused(tuning):
     with pytest.raises(ValueError, match="not among the candidates"):
-        autotune.fastest("op", {"a": _fast}, (jnp.ones(3),), (), default="b")
+        _choice("op", {"a": _fast}, (jnp.ones(3),), (), default="b")
 
 
 # Three bilinear candidates that differ by a factor, so each result shows which candidate computed it.
@@ -167,6 +217,9 @@ def test_tuned_runs_the_fastest_forward_alone_and_the_fastest_combination_for_wh
     f = autotune.tuned("scaled", _SCALED, (), default="one")
     rng = np.random.default_rng(0)
     x, k = (jnp.asarray(rng.standard_normal(7), jnp.float32) for _ in range(2))
+    autotune.tune(f, x, k)
+    autotune.tune(jax.grad(lambda x, k: jnp.sum(f(x, k)), argnums=(0, 1)), x, k)
+    autotune.tune(jax.grad(lambda k: jnp.sum(f(x, k))), k)
     np.testing.assert_allclose(jax.jit(f)(x, k), 3 * x * k, rtol=1e-6)
     value, (gx, gk) = jax.value_and_grad(lambda x, k: jnp.sum(f(x, k)), argnums=(0, 1))(x, k)
     np.testing.assert_allclose(value, jnp.sum(x * k), rtol=1e-5)
@@ -183,14 +236,16 @@ def test_auto_convolutions_tune_inside_jit_and_grad_and_match_xla(tuning):
     k = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
     kt = jnp.asarray(rng.standard_normal((4, 4, 4, 2)), jnp.float32)
 
-    def loss(impl, x, k, kt):
-        y = conv2d(x, k, 2, "SAME", implementation=impl)
-        return jnp.sum(conv_transpose2d(y, kt, 2, "SAME", implementation=impl) ** 2)
+    def loss(x, k, kt):
+        return jnp.sum(conv_transpose2d(conv2d(x, k, 2, "SAME"), kt, 2, "SAME") ** 2)
 
+    step = jax.value_and_grad(loss, argnums=(0, 1, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the cache is written without complaint
-        auto = jax.jit(jax.value_and_grad(lambda *a: loss("auto", *a), argnums=(0, 1, 2)))(x, k, kt)
-    ref = jax.value_and_grad(lambda *a: loss("xla", *a), argnums=(0, 1, 2))(x, k, kt)
+        autotune.tune(step, x, k, kt)
+        auto = jax.jit(step)(x, k, kt)
+    with lowering.use("xla"):
+        ref = step(x, k, kt)
     for got, want in zip(jax.tree.leaves(auto), jax.tree.leaves(ref)):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
     ops = {json.loads(key)[0] for key in json.loads(autotune.cache_file().read_text())["choices"]}
@@ -206,11 +261,33 @@ def test_auto_convolutions_with_passes_split_between_lowerings_match_xla(tuning,
     x = jnp.asarray(rng.standard_normal((3, 11, 10, 4)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
     for stride, padding in ((1, "SAME"), (2, "VALID")):
-        def loss(impl, x, k):
-            return jnp.sum(jnp.sin(conv2d(x, k, stride, padding, implementation=impl)))
-        auto = jax.jit(jax.value_and_grad(lambda *a: loss("auto", *a), argnums=(0, 1)))(x, k)
-        ref = jax.value_and_grad(lambda *a: loss("xla", *a), argnums=(0, 1))(x, k)
+        step = jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(conv2d(x, k, stride, padding))), argnums=(0, 1))
+        autotune.tune(step, x, k)
+        auto = jax.jit(step)(x, k)
+        with lowering.use("xla"):
+            ref = step(x, k)
         for got, want in zip(jax.tree.leaves(auto), jax.tree.leaves(ref)):
             np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
     choices = [entry["choice"] for entry in json.loads(autotune.cache_file().read_text())["choices"].values()]
     assert choices == [["xla", "patches", "patches"]] * 2
+
+
+def test_a_compiled_step_tunes_its_convolutions_on_its_first_call_before_tracing(tuning, monkeypatch):
+    """`Parallel.compile_train_step` (every strategy) tunes the pure step on its first call: the compiled
+    program then runs the measured choice (here XLA forward, patches gradients: the value matches XLA)."""
+    def xla_forward_patches_gradients(cands, combo, structs, wrt):
+        return 1.0 if combo == ("xla",) + ("patches",) * len(wrt) else 2.0
+
+    monkeypatch.setattr(autotune, "_combination_ms", xla_forward_patches_gradients)
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((4, 8, 8, 3)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+
+    def step(k, x):
+        return jax.grad(lambda k: jnp.sum(jnp.sin(conv2d(x, k))))(k)
+
+    compiled = make_parallel("jit").compile_eval_step(step)
+    got = compiled(k, x)
+    assert list(autotune.choices().values()) == [("xla", "patches")]
+    with lowering.use("xla"):
+        np.testing.assert_allclose(got, step(k, x), rtol=2e-4, atol=2e-4)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxdl.nn import lowering
 from jaxdl.nn.conv import Conv2D, conv2d
 
 
@@ -102,12 +103,13 @@ def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width
     x = jnp.asarray(rng.normal(size=(batch, height, width, cin)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(kh, kw, cin, cout)), jnp.float32)
 
-    out_shape = jax.eval_shape(lambda x, k: conv2d(x, k, stride, padding, dilation, implementation="xla"), x, k).shape
+    out_shape = jax.eval_shape(lambda x, k: conv2d(x, k, stride, padding, dilation), x, k).shape
     weights = jnp.asarray(np.random.default_rng(seed + 1).normal(size=out_shape), jnp.float32)
 
     def run(impl):  # one compiled program per lowering, not one per operation
-        f = lambda x, k: conv2d(x, k, stride, padding, dilation, implementation=impl)  # noqa: E731
-        return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)))(x, k)
+        f = lambda x, k: conv2d(x, k, stride, padding, dilation)  # noqa: E731
+        with lowering.use(impl):  # read when the program is traced
+            return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)))(x, k)
 
     (y_fast, (gx_fast, gk_fast)), (y_ref, (gx_ref, gk_ref)) = run("patches"), run("xla")
     assert y_fast.shape == y_ref.shape
@@ -127,17 +129,18 @@ def test_depthwise_conv_is_the_course_formula_per_channel_with_matching_gradient
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(2, height, height + 1, channels)).astype(np.float32)
     k = rng.normal(size=(kernel, kernel, 1, channels)).astype(np.float32)
-    got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding, implementation="patches", depthwise=True))
+    with lowering.use("patches"):
+        got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding, depthwise=True))
     if isinstance(padding, str):  # channel c alone, through the loop formula
         for c in range(channels):
             np.testing.assert_allclose(got[..., c:c + 1], course_conv(x[..., c:c + 1], k[..., c:c + 1], stride, padding),
                                        rtol=1e-4, atol=1e-4)
 
-    def loss(implementation):
-        return jax.grad(lambda x, k: (conv2d(x, k, stride, padding, implementation=implementation, depthwise=True) ** 2).sum(),
-                        argnums=(0, 1))
+    def gradients(impl):
+        with lowering.use(impl):
+            return jax.grad(lambda x, k: (conv2d(x, k, stride, padding, depthwise=True) ** 2).sum(), argnums=(0, 1))(x, k)
 
-    for a, b in zip(loss("patches")(x, k), loss("xla")(x, k)):  # the XLA grouped convolution as reference
+    for a, b in zip(gradients("patches"), gradients("xla")):  # the XLA grouped convolution as reference
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match=r"depthwise kernel must be \[kh, kw, 1, "):
         conv2d(jnp.asarray(x), jnp.ones((kernel, kernel, 2, channels)), depthwise=True)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxdl.nn import lowering
 from jaxdl.nn.conv_transpose import ConvTranspose2D, conv_transpose2d
 
 
@@ -38,7 +39,8 @@ def test_valid_transpose_conv_is_the_scatter_formula_with_a_flipped_kernel(h, w,
     scattered = scatter_transpose_conv(x, k[::-1, ::-1], stride)
     out_h, out_w = h * stride + max(kernel - stride, 0), w * stride + max(kernel - stride, 0)
     expected = np.pad(scattered, ((0, 0), (0, out_h - scattered.shape[1]), (0, out_w - scattered.shape[2]), (0, 0)))
-    y = conv_transpose2d(jnp.asarray(x), jnp.asarray(k), stride, "VALID", implementation="patches")
+    with lowering.use("patches"):
+        y = conv_transpose2d(jnp.asarray(x), jnp.asarray(k), stride, "VALID")
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -61,14 +63,15 @@ def test_phase_lowering_equals_lax_conv_transpose_forward_and_gradients(batch, h
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if reference.size == 0:
         for impl in ("patches", "xla"):
-            with pytest.raises(ValueError, match="empty output"):
-                conv_transpose2d(x, k, strides, padding, dilation, implementation=impl)
+            with lowering.use(impl), pytest.raises(ValueError, match="empty output"):
+                conv_transpose2d(x, k, strides, padding, dilation)
         return
     weights = jnp.asarray(np.random.default_rng(seed + 1).normal(size=reference.shape), jnp.float32)
 
     def run(impl):
-        f = lambda x, k: conv_transpose2d(x, k, strides, padding, dilation, implementation=impl)  # noqa: E731
-        return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)))(x, k)
+        f = lambda x, k: conv_transpose2d(x, k, strides, padding, dilation)  # noqa: E731
+        with lowering.use(impl):
+            return jax.jit(lambda x, k: (f(x, k), jax.grad(lambda x, k: jnp.sum(f(x, k) * weights), argnums=(0, 1))(x, k)))(x, k)
 
     (y_fast, (gx_fast, gk_fast)), (y_ref, (gx_ref, gk_ref)) = run("patches"), run("xla")
     np.testing.assert_allclose(y_ref, reference, rtol=1e-5, atol=1e-5)
@@ -92,8 +95,8 @@ def test_layer_matches_flax_conv_transpose_with_the_same_parameters(size, kernel
     np.testing.assert_allclose(y, theirs.apply(variables, x), rtol=1e-5, atol=1e-5)
 
 
-def test_channel_mismatch_and_unknown_implementation_are_explained():
+def test_channel_mismatch_and_unknown_lowering_are_explained():
     with pytest.raises(ValueError, match=r"input has 3 channels.*\[kh, kw, 3, out\]"):
         conv_transpose2d(jnp.ones((1, 4, 4, 3)), jnp.ones((2, 2, 2, 1)))
-    with pytest.raises(ValueError, match="valid ones are"):
-        conv_transpose2d(jnp.ones((1, 4, 4, 1)), jnp.ones((2, 2, 1, 1)), implementation="winograd")
+    with pytest.raises(ValueError, match=r"unknown convolution lowering 'winograd'; valid ones are \['auto', 'xla', 'patches'\]"):
+        lowering.configure(mode="winograd")

@@ -4,18 +4,24 @@ Which lowering of a convolution XLA:CPU runs fastest depends on the CPU: on a 2-
 lowering trained ResNet-20 1.3x faster than XLA's own convolution, on a 2-core AVX-512 Xeon 0.78x as fast
 (benchmarks/RESULTS.md). It also depends on the pass: on the Xeon XLA's convolution runs forward and input
 gradients fastest, while its kernel gradient is 3-4x slower than its forward, and a first layer needs no input
-gradient at all. So the ``"auto"`` implementations of `jaxdl.nn.conv` measure, as cuDNN's autotuner does on
-GPUs, and per use (`tuned`): an inference call runs the fastest forward pass; a differentiated call runs the
-fastest combination of a forward lowering and one lowering per differentiated argument (`combine`), each
-combination compiled and timed as a step runs it the first time a shape is traced. Choices are cached for the
-process and on disk (``$JAXDL_CACHE/autotune``, else ``~/.cache/jaxdl/autotune``), one file per machine (CPU
-model, core count, jax version), so a shape is measured once per machine. All candidates compute the same
-values up to float summation order (tests pin each one to XLA's own operation). ``JAXDL_AUTOTUNE=0`` turns
-measuring off: the caller's fixed rule decides instead, the same on every run (the test suite does this).
+gradient at all. So ``"auto"`` lowerings measure, as cuDNN's autotuner does on GPUs, and per use: an
+inference call runs the fastest forward pass; a differentiated call runs the fastest combination of a forward
+lowering and one lowering per differentiated argument (`combine`).
+
+Measuring happens *before* a step is traced, never while: `tune` traces the step abstractly, collecting
+every use a trace asks about, then compiles and times each combination and records the choices; the real
+trace only reads them (a use nobody measured takes the caller's fixed rule). In a multi-process run process
+0 measures and every process takes its choices, so all hosts compile the same program. Choices are kept for
+the process and on disk (``$JAXDL_CACHE/autotune``, else ``~/.cache/jaxdl/autotune``), one file per machine
+(CPU model, core count, jax version), so a shape is measured once per machine; a run that measures says so
+on stderr. All candidates compute the same values up to float summation order (tests pin each one to XLA's
+own operation).
 """
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -25,6 +31,7 @@ import os
 import pathlib
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -35,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
+
+from jaxdl.nn.lowering.settings import current
 
 _MEMORY: dict[str, tuple[str, ...]] = {}
 _LOCK = threading.Lock()
@@ -47,10 +56,9 @@ _MIN_VALUES = 1 << 15
 
 
 def enabled() -> bool:
-    """Whether ``"auto"`` lowerings are measured: on the CPU backend unless ``JAXDL_AUTOTUNE`` is ``0``/``false``."""
-    if os.environ.get("JAXDL_AUTOTUNE", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return jax.default_backend() == "cpu"
+    """Whether ``"auto"`` lowerings may be measured here: lowering mode ``"auto"`` with measuring on, on a CPU."""
+    settings = current()
+    return settings.mode == "auto" and settings.measure and jax.default_backend() == "cpu"
 
 
 def cache_file() -> pathlib.Path:
@@ -83,16 +91,16 @@ def _load(path: pathlib.Path) -> dict:
         return {}
 
 
-def _store(path: pathlib.Path, key: str, record: dict) -> None:
-    """Add one choice to the cache file, written whole to a temporary file and renamed (never half-written)."""
+def _store(path: pathlib.Path, records: dict[str, dict]) -> None:
+    """Add choices to the cache file, written whole to a temporary file and renamed (never half-written)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         choices = _load(path)
-        choices[key] = record
+        choices.update(records)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
             json.dump({"machine": _machine(), "choices": choices}, handle, indent=1, sort_keys=True)
         os.replace(handle.name, path)
-    except OSError as error:  # a read-only home must not stop training: the choice still holds for this process
+    except OSError as error:  # a read-only home must not stop training: the choices still hold for this process
         warnings.warn(f"could not write the autotune cache {path}: {error}", stacklevel=3)
 
 
@@ -148,17 +156,44 @@ def median_ms(fn: Callable[..., object], *args: object, calls: int | None = None
     return statistics.median(times)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """One use a trace asked about: what `_measure` needs to time its combinations."""
+
+    candidates: Mapping[str, Callable[..., jax.Array]]
+    structs: tuple[jax.ShapeDtypeStruct, ...]
+    wrt: tuple[int, ...]
+    fixed: tuple[str, ...]
+
+
+# The uses asked about while `tune` traces a step abstractly; None outside `tune`.
+_RECORDING: contextvars.ContextVar[dict[str, _Request] | None] = contextvars.ContextVar("jaxdl_autotune_recording",
+                                                                                        default=None)
+_DISK: dict[str, dict] = {}  # this machine's cache file, read once per process
+
+
+def _disk_choice(key: str, candidates: Mapping[str, Callable], length: int) -> tuple[str, ...] | None:
+    path = str(cache_file())
+    if path not in _DISK:
+        _DISK[path] = _load(pathlib.Path(path))
+    record = _DISK[path].get(key)
+    choice = record.get("choice") if isinstance(record, dict) else None
+    # A record of the whole-step tuner of earlier versions (one name) is measured again.
+    if isinstance(choice, list) and len(choice) == length and all(c in candidates for c in choice):
+        return tuple(choice)
+    return None
+
+
 def fastest(op: str, candidates: Mapping[str, Callable[..., jax.Array]], args: Sequence[jax.Array],
             params: Hashable, default: str, wrt: Sequence[int] = ()) -> tuple[str, ...]:
-    """The fastest way on this machine to run ``candidates`` (functions of ``args`` computing the same values,
-    each linear in every argument) forward and, with ``wrt``, differentiate them with respect to those arguments.
+    """The lowering to run for one use of ``candidates`` (functions of ``args`` computing the same values, each
+    linear in every argument): forward and, with ``wrt``, differentiated with respect to those arguments.
 
-    Returns the candidate for the forward pass, then one for the gradient of each argument in ``wrt``: every
-    such combination (`combine`) is compiled and timed as a step runs it, and the fastest kept. ``op``,
-    ``params`` (the static arguments: strides, padding, ...), ``wrt`` and the shapes and dtypes of ``args``
-    key the cache. ``default`` is the caller's fixed rule: used throughout when measuring is off (`enabled`),
-    and kept unless another combination is more than 5% faster; also for arguments of fewer than 32K values in
-    all, whose choice cannot pay for its measuring. ``args`` may be tracers: only their shapes are used.
+    Returns the candidate for the forward pass, then one for the gradient of each argument in ``wrt``: the
+    choice `tune` measured for this use (``op``, ``params``, ``wrt`` and the shapes and dtypes of ``args`` key
+    it), else ``default``, the caller's fixed rule, throughout; uses of fewer than 32K values in all always take
+    it (their choice cannot pay for its measuring). Never measures: while `tune` traces, the use is recorded
+    for it to measure. ``args`` may be tracers: only their shapes are used.
     """
     if default not in candidates:
         raise ValueError(f"autotune default {default!r} is not among the candidates {sorted(candidates)}")
@@ -166,26 +201,84 @@ def fastest(op: str, candidates: Mapping[str, Callable[..., jax.Array]], args: S
     fixed = (default,) * (1 + len(wrt))
     if not enabled() or sum(int(np.prod(a.shape)) for a in args) < _MIN_VALUES:
         return fixed
-    structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]
+    structs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args)
     key = json.dumps([op, repr(params), [(s.shape, str(s.dtype)) for s in structs], sorted(candidates), list(wrt)])
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
+        # Many processes follow process 0's measurements (`tune`), never their own disks: one program for all.
+        choice = _disk_choice(key, candidates, len(fixed)) if jax.process_count() == 1 else None
+        if choice is not None:
+            _MEMORY[key] = choice
+            return choice
+    recording = _RECORDING.get()
+    if recording is not None:
+        recording.setdefault(key, _Request(candidates, structs, wrt, fixed))
+    return fixed
+
+
+def _measure(request: _Request) -> tuple[tuple[str, ...], dict]:
+    """Compile and time every combination of one use; the fastest unless the fixed rule is within 5%."""
+    combos = list(itertools.product(request.candidates, repeat=len(request.fixed)))
+    ms = {combo: _combination_ms(request.candidates, combo, request.structs, request.wrt) for combo in combos}
+    best = min(ms, key=ms.get)
+    choice = best if ms[best] < (1 - _TIE) * ms[request.fixed] else request.fixed
+    return tuple(choice), {"choice": list(choice), "ms": {" ".join(combo): round(t, 3) for combo, t in ms.items()}}
+
+
+def _from_process_zero(measured: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Process 0's choices on every process (a JSON payload broadcast as bytes)."""
+    from jax.experimental import multihost_utils
+
+    payload = np.frombuffer(json.dumps(measured).encode(), np.uint8) if jax.process_index() == 0 else np.zeros(0, np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(payload.size)))
+    buffer = np.zeros(size, np.uint8)
+    buffer[:payload.size] = payload
+    shared = np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes().decode()
+    return {key: tuple(choice) for key, choice in json.loads(shared).items()}
+
+
+def tune(fn: Callable[..., object], *args: object, axis_name: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Measure, before ``fn`` is traced for real, every ``"auto"`` use it makes on these ``args`` that this
+    machine has not measured yet, so that its trace finds each use's fastest lowering; returns the new choices.
+
+    ``fn`` must not be ``jax.jit``-wrapped: its trace here, made before the choices exist, would be cached
+    and reused by the real one. It is traced abstractly once (nothing runs); ``axis_name`` is the ``pmap`` axis
+    of a step whose arguments carry a leading device axis (traced per device, as ``pmap`` will). Does nothing
+    unless `enabled`.
+    A first run prints one line to stderr before measuring (how many uses, where the choices are kept) and
+    one after (how long it took).
+    """
+    if not enabled():
+        return {}
+    recording: dict[str, _Request] = {}
+    token = _RECORDING.set(recording)
+    try:
+        traced = functools.partial(fn)  # a fresh callable: no cached trace of ``fn`` is reused, none is left behind
+        jax.eval_shape(jax.vmap(traced, axis_name=axis_name) if axis_name else traced, *args)
+    finally:
+        _RECORDING.reset(token)
+    with _LOCK:
+        pending = {key: request for key, request in recording.items() if key not in _MEMORY}
+    if not pending:
+        return {}
+    measured: dict[str, tuple[str, ...]] = {}
+    if jax.process_index() == 0:
         path = cache_file()
-        record = _load(path).get(key)
-        choice = record.get("choice") if isinstance(record, dict) else None
-        # A record of the whole-step tuner of earlier versions (one name) is measured again.
-        if not (isinstance(choice, list) and len(choice) == len(fixed) and all(c in candidates for c in choice)):
-            combos = list(itertools.product(candidates, repeat=len(fixed)))
-            # Measured eagerly even when called while tracing: the combinations are compiled on their own.
-            with jax.ensure_compile_time_eval():
-                ms = {combo: _combination_ms(candidates, combo, structs, wrt) for combo in combos}
-            best = min(ms, key=ms.get)
-            choice = list(best if ms[best] < (1 - _TIE) * ms[fixed] else fixed)
-            record = {"choice": choice, "ms": {" ".join(combo): round(t, 3) for combo, t in ms.items()}}
-            _store(path, key, record)
-        _MEMORY[key] = tuple(choice)
-        return _MEMORY[key]
+        sys.stderr.write(f"jaxdl: timing the lowerings of {len(pending)} convolution use(s) on this CPU before compiling "
+                         f"(once per machine, kept in {path}; jaxdl.nn.lowering.configure(measure=False) skips it)\n")
+        start = time.perf_counter()
+        records = {}
+        for key, request in pending.items():
+            measured[key], records[key] = _measure(request)
+        _store(path, records)
+        _DISK.pop(str(path), None)
+        sys.stderr.write(f"jaxdl: timed {len(pending)} use(s) in {time.perf_counter() - start:.1f} s\n")
+    if jax.process_count() > 1:
+        measured = _from_process_zero(measured)
+    with _LOCK:
+        _MEMORY.update(measured)
+    return measured
 
 
 def _forward_and_tangent(candidates, forward, gradients, primals, tangents):
@@ -227,7 +320,7 @@ def tuned(op: str, candidates: Mapping[str, Callable[..., jax.Array]], params: H
     """``candidates`` (each linear in every argument) as one function that runs, on each call, the `fastest`
     combination for what is asked of it: the fastest forward pass when it is not differentiated (inference),
     and when it is, the fastest forward-and-gradient combination for exactly the arguments differentiated (a
-    first layer's input, say, is not). With measuring off it is ``candidates[default]`` itself.
+    first layer's input, say, is not), as `tune` measured it. With measuring off it is ``candidates[default]``.
     """
     if not enabled():
         return candidates[default]
