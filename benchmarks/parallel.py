@@ -40,7 +40,7 @@ def _measure(model_name: str, strategy: str, precision: str, batch_size: int, st
     tx, _ = make_optimizer({"name": "adam", "learning_rate": 1e-3}, 100, 1)
     state = parallel.put_state(create_train_state(model, tx, jnp.zeros((1, 28, 28, 1)), 0, precision))
     step = parallel.compile_train_step(make_train_step(
-        parallel.prepare_model(model), softmax_cross_entropy, classification_metrics(10), tx,
+        model, softmax_cross_entropy, classification_metrics(10), tx,
         axis_name=parallel.axis_name, precision=precision))
     rng = np.random.default_rng(0)
     batches = [parallel.put_batch({"x": rng.random((batch_size, 28, 28, 1), np.float32),

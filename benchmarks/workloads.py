@@ -253,7 +253,7 @@ def jaxdl_step(workload: Workload, seed: int = 0) -> tuple[Callable, Any]:
     parallel = make_parallel("jit")
     tx, _ = make_optimizer({"name": "adam", "learning_rate": LEARNING_RATE}, 100, 1)
     state = parallel.put_state(create_train_state(model, tx, workload.batch(seed)["x"][:1], seed))
-    step = parallel.compile_train_step(make_train_step(parallel.prepare_model(model), softmax_cross_entropy,
+    step = parallel.compile_train_step(make_train_step(model, softmax_cross_entropy,
                                                        classification_metrics(NUM_CLASSES), tx))
     return step, state
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxdl.config import load_config
-    from jaxdl.distributed.parallel import initialize_distributed
+    from jaxdl.distributed.runtime import initialize_distributed
     from jaxdl.experiment.run import train_and_evaluate
 
     config = load_config(args.experiment, overrides)

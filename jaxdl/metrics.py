@@ -14,20 +14,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_S = TypeVar("_S", bound="_Sums")
+_S = TypeVar("_S", bound="Sums")
 MetricsFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], "Metrics"]
 
 
-def _as_mask(mask: jax.Array | None, batch: int) -> jax.Array:
+def as_mask(mask: jax.Array | None, batch: int) -> jax.Array:
+    """``mask`` as booleans ``[batch]``; every row real when it is None."""
     return jnp.ones((batch,), jnp.bool_) if mask is None else mask.astype(jnp.bool_)
 
 
-def _loss_and_count(loss: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+def loss_and_count(loss: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
     """The two sums every metrics value starts with: the loss over unmasked rows and their number."""
     return {"loss_sum": jnp.sum(jnp.where(mask, loss, 0.0)).astype(jnp.float32), "count": jnp.sum(mask).astype(jnp.int32)}
 
 
-class _Sums:
+class Sums:
     """Base for metrics pytrees whose every leaf is a sum, so two values merge by adding leaf by leaf."""
 
     def merge(self: _S, other: _S) -> _S:
@@ -49,7 +50,7 @@ def per_class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @flax.struct.dataclass
-class ClassificationMetrics(_Sums):
+class ClassificationMetrics(Sums):
     """Sums for classification: ``loss_sum``, ``count`` and ``confusion[true, predicted]`` (``[C, C]``)."""
 
     loss_sum: jax.Array
@@ -71,11 +72,11 @@ class ClassificationMetrics(_Sums):
         mask: jax.Array | None = None,
     ) -> "ClassificationMetrics":
         """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch]``; masked rows skipped."""
-        m = _as_mask(mask, loss.shape[0])
+        m = as_mask(mask, loss.shape[0])
         true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * m[:, None]
         pred = jax.nn.one_hot(predictions, num_classes, dtype=jnp.int32)
         return cls(
-            **_loss_and_count(loss, m),
+            **loss_and_count(loss, m),
             confusion=true.T @ pred,
         )
 
@@ -108,7 +109,7 @@ class ClassificationMetrics(_Sums):
 
 
 @flax.struct.dataclass
-class RegressionMetrics(_Sums):
+class RegressionMetrics(Sums):
     """Sums for regression: ``loss_sum``, ``count``, absolute and squared error sums."""
 
     loss_sum: jax.Array
@@ -121,10 +122,10 @@ class RegressionMetrics(_Sums):
         cls, loss: jax.Array, predictions: jax.Array, targets: jax.Array, mask: jax.Array | None = None
     ) -> "RegressionMetrics":
         """Sums over one batch; errors are averaged over each example's non-batch axes first."""
-        m = _as_mask(mask, loss.shape[0])
+        m = as_mask(mask, loss.shape[0])
         err = (predictions - targets.astype(predictions.dtype)).reshape(loss.shape[0], -1)
         return cls(
-            **_loss_and_count(loss, m),
+            **loss_and_count(loss, m),
             abs_error_sum=jnp.sum(jnp.where(m, jnp.abs(err).mean(axis=1), 0.0)).astype(jnp.float32),
             sq_error_sum=jnp.sum(jnp.where(m, jnp.square(err).mean(axis=1), 0.0)).astype(jnp.float32),
         )
@@ -142,7 +143,7 @@ class RegressionMetrics(_Sums):
 
 
 @flax.struct.dataclass
-class SequenceMetrics(_Sums):
+class SequenceMetrics(Sums):
     """Sums for per-step predictions (taggers, seq2seq): ``loss_sum`` and ``count`` over sequences, correct and
     counted steps, and ``exact_sum``, the sequences whose every counted step is right."""
 
@@ -157,11 +158,11 @@ class SequenceMetrics(_Sums):
                    mask: jax.Array | None = None) -> "SequenceMetrics":
         """Sums over one batch: ``loss: [batch]``, ``predictions`` and ``labels: [batch, time]``; steps labelled
         ``ignore_label`` and masked rows are not counted."""
-        m = _as_mask(mask, loss.shape[0])
+        m = as_mask(mask, loss.shape[0])
         counted = (labels != ignore_label) & m[:, None]
         right = (predictions == labels) & counted
         return cls(
-            **_loss_and_count(loss, m),
+            **loss_and_count(loss, m),
             correct_steps=jnp.sum(right).astype(jnp.int32),
             counted_steps=jnp.sum(counted).astype(jnp.int32),
             exact_sum=jnp.sum(m & jnp.all(right | ~counted, axis=1)).astype(jnp.int32),
@@ -180,7 +181,7 @@ class SequenceMetrics(_Sums):
 
 
 @flax.struct.dataclass
-class SegmentationMetrics(_Sums):
+class SegmentationMetrics(Sums):
     """Sums for per-pixel classification: ``loss_sum``, ``count`` (images) and ``confusion[true, predicted]``
     over every pixel (``[C, C]``)."""
 
@@ -192,11 +193,11 @@ class SegmentationMetrics(_Sums):
     def from_batch(cls, loss: jax.Array, predictions: jax.Array, labels: jax.Array, num_classes: int,
                    mask: jax.Array | None = None) -> "SegmentationMetrics":
         """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch, h, w]``."""
-        m = _as_mask(mask, loss.shape[0])
+        m = as_mask(mask, loss.shape[0])
         true = jax.nn.one_hot(labels.reshape(-1), num_classes, dtype=jnp.int32)
         true = true * jnp.repeat(m, labels[0].size)[:, None]
         pred = jax.nn.one_hot(predictions.reshape(-1), num_classes, dtype=jnp.int32)
-        return cls(**_loss_and_count(loss, m), confusion=true.T @ pred)
+        return cls(**loss_and_count(loss, m), confusion=true.T @ pred)
 
     def iou(self) -> np.ndarray:
         """Per-class intersection over union ``TP / (TP + FP + FN)`` (NaN for a class in neither map)."""

@@ -24,8 +24,8 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxdl.checkpoint.errors import CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError
 from jaxdl.checkpoint.fingerprints import checksums, fingerprints
-from jaxdl.checkpoint.policy import CheckpointPolicy, _Pinned
-from jaxdl.checkpoint.structure import _absent_empty_fields, _dtypes, _shapes, abstract_state, describe_mismatch
+from jaxdl.checkpoint.policy import CheckpointPolicy, PinnedSteps
+from jaxdl.checkpoint.structure import absent_empty_fields, abstract_state, describe_mismatch, dtypes_by_path, shapes_by_path
 
 STATE, LOOP = "state", "loop"
 
@@ -39,7 +39,7 @@ class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, policy: CheckpointPolicy = CheckpointPolicy()) -> None:
         self.directory = pathlib.Path(directory).absolute()
         self.policy = policy
-        self.pinned = _Pinned()
+        self.pinned = PinnedSteps()
         keep: list[Any] = [policies.LatestN(n=policy.keep_latest), self.pinned]
         if policy.keep_best and policy.best_metric:
             # BestN sorts (descending when `reverse`) and keeps the last n.
@@ -131,7 +131,7 @@ class Checkpointer:
         """Raise `CheckpointMismatchError` naming every differing path and shape if checkpoint ``step`` does
         not fit ``target`` (a state pytree or its abstract version)."""
         saved = self.saved_tree(step)
-        differences = describe_mismatch(_shapes(saved), _shapes(target), _dtypes(saved), _dtypes(target))
+        differences = describe_mismatch(shapes_by_path(saved), shapes_by_path(target), dtypes_by_path(saved), dtypes_by_path(target))
         if differences:
             raise CheckpointMismatchError(
                 f"checkpoint {self.directory}/{step} does not match the model being restored (another model or "
@@ -141,7 +141,7 @@ class Checkpointer:
         """Checkpoint ``step`` as ``(state, loop)``, the state in ``target``'s structure and dtypes (on
         ``shardings`` if given), verified against its checksums (`CorruptCheckpointError` if not)."""
         self.check_structure(step, target)
-        absent = _absent_empty_fields(self.saved_tree(step), target)
+        absent = absent_empty_fields(self.saved_tree(step), target)
         if absent:
             # A field added to the state since this checkpoint was written (e.g. TrainState.average) and unused
             # here (None): read the fields the checkpoint has, keep the target's empty ones.

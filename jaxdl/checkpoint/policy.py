@@ -47,7 +47,7 @@ class CheckpointPolicy:
 
 
 @dataclasses.dataclass
-class _Pinned(policies.PreservationPolicy):
+class PinnedSteps(policies.PreservationPolicy):
     """Keeps the steps in ``steps`` (mutable: the early-stopping best moves as training goes)."""
 
     steps: set = dataclasses.field(default_factory=set)

@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 from jaxdl.util.tree import path_to_str
 
 
-def _absent_empty_fields(saved: Any, target: Any) -> set[str]:
+def absent_empty_fields(saved: Any, target: Any) -> set[str]:
     """The fields of a dataclass ``target`` that are None there and missing from the ``saved`` tree."""
     if not (dataclasses.is_dataclass(target) and isinstance(saved, dict)):
         return set()
@@ -34,11 +34,13 @@ def abstract_state(target: Any, shardings: Any = None) -> Any:
     return jax.tree.map(leaf, target, shardings)
 
 
-def _shapes(tree: Any) -> dict[str, tuple]:
+def shapes_by_path(tree: Any) -> dict[str, tuple]:
+    """Every leaf's shape by its path (``params/Dense_0/kernel``)."""
     return {path_to_str(p): tuple(getattr(x, "shape", np.shape(x))) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _dtypes(tree: Any) -> dict[str, str]:
+def dtypes_by_path(tree: Any) -> dict[str, str]:
+    """Every leaf's dtype name by its path, for the leaves that have one."""
     return {path_to_str(p): str(np.dtype(x.dtype)) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
             if getattr(x, "dtype", None) is not None}
 

@@ -5,7 +5,7 @@ A `Parallel` compiles the pure steps of `jaxdl.training.step` under one of three
 * ``"jit"``: one device; the state is donated so parameters and optimizer state update in place.
 * ``"pmap"``: classic data parallelism. The state is replicated with a leading device axis, each device
   gets ``batch / devices`` rows, and the step (built with ``axis_name=DATA_AXIS``) sums gradients and metrics
-  across devices; BatchNorm statistics are synchronised through the model's ``batch_norm_axis``.
+  across devices; BatchNorm statistics are synchronised over the devices (`jaxdl.nn.normalization`).
 * ``"mesh"``: ``jax.jit`` over a `jax.sharding.Mesh` with axes ``("data", "model")``. The batch is sharded
   along ``data``; parameters are replicated except those a sharding rule (a regex on the parameter path and
   a `PartitionSpec`-like tuple) shards along ``model``. XLA inserts the collectives: the step code is the
@@ -20,25 +20,20 @@ import math
 import re
 from typing import Any, Callable, Sequence, TypeVar
 
-import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxdl.data.pipeline import Batch
+from jaxdl.distributed.sharding import ShardingRule, check_sharding_rules, path_name
 from jaxdl.nn import lowering
+from jaxdl.nn.normalization import synchronized_batch_norm
 
 # Any pytree state works (a State, a GAN state, stacked trial states): the strategies only place its leaves.
 State = TypeVar("State")
 STRATEGIES = ("auto", "jit", "pmap", "mesh")
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
-ShardingRule = tuple[str, tuple[str | None, ...]]
-
-
-def path_name(path: Sequence[Any]) -> str:
-    """A pytree key path as ``"params/Dense_0/kernel"`` (how sharding rules and error messages name leaves)."""
-    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def _resolve_mesh_shape(mesh_shape: Sequence[int], num_devices: int) -> tuple[int, int]:
@@ -83,12 +78,6 @@ class Parallel:
         if self.strategy == "mesh":
             return self.mesh.shape[DATA_AXIS]
         return 1
-
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        """The model as the strategy needs it: under ``pmap`` BatchNorm averages its statistics over devices."""
-        if self.strategy == "pmap" and "batch_norm_axis" in {f.name for f in dataclasses.fields(model)}:
-            return model.clone(batch_norm_axis=DATA_AXIS)
-        return model
 
     @functools.cached_property
     def _local_device_axis(self) -> NamedSharding:
@@ -181,6 +170,7 @@ class Parallel:
         """Compile ``step(state, batch) -> (state, metrics)``; the state's buffers are donated. The convolution
         lowerings it uses are tuned (`jaxdl.nn.lowering.tune`) on its first call, before it is traced."""
         if self.strategy == "pmap":
+            step = _synchronized(step)
             return _TunedFirst(step, jax.pmap(step, axis_name=DATA_AXIS, out_axes=(0, None), donate_argnums=0), DATA_AXIS)
         if self.strategy == "mesh":
             replicated = NamedSharding(self.mesh, PartitionSpec())
@@ -190,11 +180,22 @@ class Parallel:
     def compile_eval_step(self, step: Callable) -> Callable:
         """Compile ``step(state, batch) -> metrics`` (nothing donated: the state is reused), tuned on first call."""
         if self.strategy == "pmap":
+            step = _synchronized(step)
             return _TunedFirst(step, jax.pmap(step, axis_name=DATA_AXIS, out_axes=None), DATA_AXIS)
         if self.strategy == "mesh":
             return _TunedFirst(step, _ShardedStep(step, self, donate=False,
                                                   metrics_sharding=NamedSharding(self.mesh, PartitionSpec())))
         return _TunedFirst(step, jax.jit(step))
+
+
+def _synchronized(step: Callable) -> Callable:
+    """``step`` traced with BatchNorm statistics averaged over the ``pmap`` devices (one global batch's)."""
+    @functools.wraps(step)
+    def synchronized(*args: Any) -> Any:
+        with synchronized_batch_norm(DATA_AXIS):
+            return step(*args)
+
+    return synchronized
 
 
 class _TunedFirst:
@@ -226,35 +227,6 @@ class _ShardedStep:
             self.compiled = jax.jit(self.step, in_shardings=(shardings, batch_sharding), out_shardings=out,
                                     donate_argnums=0 if self.donate else ())
         return self.compiled(state, batch)
-
-
-def check_sharding_rules(rules: Sequence[ShardingRule], params: Any, mesh: Mesh) -> tuple[ShardingRule, ...]:
-    """Validate ``(regex, spec)`` rules against the parameter paths: every rule must match a parameter of the
-    spec's rank whose sharded dimensions divide by the mesh axis sizes, and name only mesh axes."""
-    names = {path_name(p): leaf for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
-    checked = []
-    for rule in rules:
-        if len(rule) != 2:
-            raise ValueError(f"a sharding rule is (regex, spec), e.g. ('Dense_0/kernel', (None, 'model')); got {rule!r}")
-        pattern, spec = rule[0], tuple(rule[1])
-        for axis in spec:
-            if axis is not None and axis not in mesh.shape:
-                raise ValueError(f"sharding rule {pattern!r} names mesh axis {axis!r}; the mesh axes are {list(mesh.shape)}")
-        matched = [n for n in names if re.search(pattern, n)]
-        if not matched:
-            shown = sorted(names)[:20]
-            raise ValueError(f"sharding rule {pattern!r} names no parameter; parameter paths are {shown}"
-                             f"{' ...' if len(names) > 20 else ''}")
-        for name in matched:
-            shape = np.shape(names[name])
-            if len(shape) != len(spec):
-                raise ValueError(f"sharding rule {pattern!r} has spec {spec} of rank {len(spec)} but {name} has shape {shape}")
-            for dim, axis in zip(shape, spec):
-                if axis is not None and dim % mesh.shape[axis]:
-                    raise ValueError(f"sharding rule {pattern!r}: {name} dimension {dim} is not divisible by mesh axis "
-                                     f"{axis!r} of size {mesh.shape[axis]}")
-        checked.append((pattern, spec))
-    return tuple(checked)
 
 
 def make_parallel(strategy: str = "auto", mesh_shape: Sequence[int] = (-1, 1),
@@ -296,18 +268,3 @@ def put_batch(batch: Batch) -> Batch:
     return jax.device_put(batch)
 
 
-def configure_compilation_cache(directory: str | None, min_compile_seconds: float = 1.0) -> None:
-    """Persist compiled programs that took at least ``min_compile_seconds`` to build in ``directory``, so a
-    rerun of the same experiment (same program, same JAX and backend) skips their compilation."""
-    if directory:
-        jax.config.update("jax_compilation_cache_dir", str(directory))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-    """Join a multi-host run through `jax.distributed.initialize` (no arguments: detect TPU/SLURM settings)."""
-    if coordinator is None and (num_processes is not None or process_id is not None):
-        raise ValueError("--num-processes and --process-id need --coordinator HOST:PORT")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)

@@ -19,7 +19,9 @@ from jaxdl.data.augment import make_augmentation
 from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.data.test_time import TestTimeAugmentation, make_test_time_augmentation
-from jaxdl.distributed.parallel import Parallel, check_sharding_rules, configure_compilation_cache, make_parallel
+from jaxdl.distributed.parallel import Parallel, make_parallel
+from jaxdl.distributed.runtime import configure_compilation_cache
+from jaxdl.distributed.sharding import check_sharding_rules
 from jaxdl.experiment.transfer_setup import transfer_setup
 from jaxdl.models import create_model, model_constructor, model_fields
 from jaxdl.nn import lowering
@@ -129,9 +131,8 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
                                                                                      parallel.mesh))
     parallel.check_batch_size(config.data.batch_size, "data.batch_size")
     configure_compilation_cache(train.compilation_cache_dir)
-    step_model = parallel.prepare_model(model)
     train_step, eval_step, views_step = task.make_steps(
-        step_model, tx, config, axis_name=parallel.axis_name, augment=make_augmentation(tuple(config.data.augment),
+        model, tx, config, axis_name=parallel.axis_name, augment=make_augmentation(tuple(config.data.augment),
                                                                                         data.num_classes),
         ema_decay=ema_decay, test_time=test_time)
     return Experiment(config, data, task, model, schedule, state, parallel.compile_train_step(train_step),

@@ -9,7 +9,7 @@ from typing import Sequence
 from jaxdl import checkpoint
 from jaxdl.config import apply_override, config_from_json
 from jaxdl.experiment.build import build_experiment
-from jaxdl.training.loop import evaluate
+from jaxdl.training.evaluation import evaluate
 
 EVALUATION_FIELDS = ("data.test_time_augment", "data.eval_batch_size")  # what evaluate may change: not the model
 

@@ -20,7 +20,8 @@ from jaxdl.report.classification import write_report
 from jaxdl.report.curves import LearningCurves
 from jaxdl.report.tensorboard import TensorBoardLogger
 from jaxdl.training.early_stopping import EarlyStopping
-from jaxdl.training.loop import evaluate, fit, scalar_metrics
+from jaxdl.training.evaluation import evaluate, scalar_metrics
+from jaxdl.training.loop import fit
 from jaxdl.training.state import count_params
 
 

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.transformer import BlockStack, EncoderBlock, TransformerConfig, _block_args
+from jaxdl.models.transformer import BlockStack, EncoderBlock, TransformerConfig, block_args
 from jaxdl.nn.attention import padding_mask
 from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.embedding import check_token_ids
@@ -62,5 +62,5 @@ class BertEncoder(TransformerConfig):
         x = nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="embeddings_norm")(x)
         x = Dropout(self.dropout_rate, deterministic=not train)(x)
         mask = padding_mask(valid) if valid is not None else None
-        return BlockStack(EncoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat,
+        return BlockStack(EncoderBlock, block_args(self), self.num_layers, self.scan_layers, self.remat,
                           name="blocks")(x, mask, train=train)

@@ -28,7 +28,6 @@ class ConvBlock(nn.Module):
     strides: int = 1
     padding: str = "SAME"
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
     pool: str | None = "max"
     pool_size: int = 2
@@ -39,7 +38,7 @@ class ConvBlock(nn.Module):
         for _ in range(self.convs):
             x = Conv2D(self.features, self.kernel_size, self.strides, self.padding, use_bias=not self.batch_norm)(x)
             if self.batch_norm:
-                x = batch_norm(train, self.batch_norm_axis)(x)
+                x = batch_norm(train)(x)
             x = act(x)
         if self.pool:
             x = get_pool(self.pool)(x, self.pool_size)
@@ -62,7 +61,6 @@ class ConvNet(nn.Module):
     pool: str | None = "max"
     pool_size: int = 2
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
     dense: Sequence[int] = (128,)
     dropout_rate: float = 0.0
@@ -74,7 +72,7 @@ class ConvNet(nn.Module):
         size = x.shape[1:3]
         for i, width in enumerate(self.channels):
             x = ConvBlock(width, self.convs_per_block, self.kernel_size, self.strides, self.padding,
-                          self.batch_norm, self.batch_norm_axis, self.activation, self.pool, self.pool_size)(x, train=train)
+                          self.batch_norm, self.activation, self.pool, self.pool_size)(x, train=train)
             if min(x.shape[1:3]) < 1:
                 raise ValueError(f"ConvNet: block {i} shrinks the {size} input to {x.shape[1:3]}; use larger "
                                  "images, fewer blocks, padding='SAME' or a smaller pool")
@@ -107,7 +105,6 @@ class VGG(nn.Module):
     dense: Sequence[int] = (4096, 4096)
     dropout_rate: float = 0.5
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     activation: str = "relu"
 
     @nn.compact
@@ -122,7 +119,7 @@ class VGG(nn.Module):
             for width in stage:
                 x = Conv2D(width, 3, use_bias=not self.batch_norm)(x)
                 if self.batch_norm:
-                    x = batch_norm(train, self.batch_norm_axis)(x)
+                    x = batch_norm(train)(x)
                 x = act(x)
             x = get_pool("max")(x, 2)
         return DenseHead(self.dense, self.num_outputs, self.activation, self.dropout_rate)(x, train=train)

@@ -28,7 +28,6 @@ class GridDetector(nn.Module):
     num_classes: int = 10
     widths: Sequence[int] = (32, 64, 128)
     head_width: int = 128
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -39,6 +38,6 @@ class GridDetector(nn.Module):
             raise ValueError(f"GridDetector downsamples by {factor}: image height and width must be divisible by "
                              f"{factor}, got {x.shape[1:3]}")
         for width in self.widths:
-            x = ConvBlock(width, convs=2, batch_norm=True, batch_norm_axis=self.batch_norm_axis)(x, train=train)
-        x = ConvBlock(self.head_width, batch_norm=True, batch_norm_axis=self.batch_norm_axis, pool=None)(x, train=train)
+            x = ConvBlock(width, convs=2, batch_norm=True)(x, train=train)
+        x = ConvBlock(self.head_width, batch_norm=True, pool=None)(x, train=train)
         return Conv2D(5 + self.num_classes, 1, kernel_init="xavier_uniform")(x)

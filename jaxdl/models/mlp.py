@@ -25,7 +25,6 @@ class MLP(nn.Module):
     activation: str = "relu"
     dropout_rate: float = 0.0
     batch_norm: bool = False
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     kernel_init: str = "he_normal"
 
     @nn.compact
@@ -36,7 +35,7 @@ class MLP(nn.Module):
         for width in self.hidden_sizes:
             x = nn.Dense(width, kernel_init=init, use_bias=not self.batch_norm)(x)
             if self.batch_norm:
-                x = batch_norm(train, self.batch_norm_axis)(x)
+                x = batch_norm(train)(x)
             x = act(x)
             if self.dropout_rate:
                 x = Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -50,13 +50,12 @@ class ConvBN(nn.Module):
     activate: bool = True
     padding: str = "same"
     bn_epsilon: float = 1e-5
-    batch_norm_axis: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = Conv2D(self.features, self.kernel, self.stride, _padding(self.kernel, self.padding), use_bias=False,
                    depthwise=self.depthwise, name="conv")(x)
-        x = batch_norm(train, self.batch_norm_axis, name="bn", epsilon=self.bn_epsilon)(x)
+        x = batch_norm(train, name="bn", epsilon=self.bn_epsilon)(x)
         return jax.nn.relu6(x) if self.activate else x
 
 
@@ -70,11 +69,10 @@ class InvertedResidual(nn.Module):
     stride: int
     padding: str = "same"
     bn_epsilon: float = 1e-5
-    batch_norm_axis: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        common = dict(padding=self.padding, bn_epsilon=self.bn_epsilon, batch_norm_axis=self.batch_norm_axis)
+        common = dict(padding=self.padding, bn_epsilon=self.bn_epsilon)
         hidden = x.shape[-1] * self.expansion
         y = x
         if self.expansion != 1:
@@ -101,7 +99,6 @@ class MobileNet(nn.Module):
     input_mean: Sequence[float] = IMAGENET_MEAN
     input_std: Sequence[float] = IMAGENET_STD
     frozen_blocks: int = 0  # the stem and the first k blocks run in inference mode (their BatchNorm statistics stay)
-    batch_norm_axis: str | None = None
 
     def features(self, x: jax.Array, train: bool) -> jax.Array:
         """Normalised images -> pooled backbone features ``[b, head_channels]``."""
@@ -110,7 +107,7 @@ class MobileNet(nn.Module):
                              "repeat grayscale channels first (jaxdl.data.images.to_rgb)")
         per_channel = (1, 1, 1, len(self.input_mean))
         x = (x - jnp.asarray(self.input_mean, x.dtype).reshape(per_channel)) / jnp.asarray(self.input_std, x.dtype).reshape(per_channel)
-        common = dict(padding=self.padding, bn_epsilon=self.bn_epsilon, batch_norm_axis=self.batch_norm_axis)
+        common = dict(padding=self.padding, bn_epsilon=self.bn_epsilon)
         x = ConvBN(self.stem_channels, 3, 2, **common, name="stem")(x, train=train and self.frozen_blocks == 0)
         index = 0
         for expansion, kernel, stride, channels, repeats in self.stages:

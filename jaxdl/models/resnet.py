@@ -33,7 +33,6 @@ class _Shortcut(nn.Module):
     features: int
     strides: int
     kind: str
-    batch_norm_axis: str | None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -43,7 +42,7 @@ class _Shortcut(nn.Module):
             x = x[:, ::self.strides, ::self.strides, :]
             return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, self.features - x.shape[-1])))
         x = Conv2D(self.features, 1, self.strides, use_bias=False)(x)
-        return batch_norm(train, self.batch_norm_axis)(x)
+        return batch_norm(train)(x)
 
 
 class BasicBlock(nn.Module):
@@ -52,15 +51,14 @@ class BasicBlock(nn.Module):
     features: int
     strides: int = 1
     shortcut: str = "projection"
-    batch_norm_axis: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         y = Conv2D(self.features, 3, self.strides, use_bias=False)(x)
-        y = nn.relu(batch_norm(train, self.batch_norm_axis)(y))
+        y = nn.relu(batch_norm(train)(y))
         y = Conv2D(self.features, 3, use_bias=False)(y)
-        y = batch_norm(train, self.batch_norm_axis)(y)
-        return nn.relu(y + _Shortcut(self.features, self.strides, self.shortcut, self.batch_norm_axis)(x, train=train))
+        y = batch_norm(train)(y)
+        return nn.relu(y + _Shortcut(self.features, self.strides, self.shortcut)(x, train=train))
 
 
 class BottleneckBlock(nn.Module):
@@ -69,18 +67,17 @@ class BottleneckBlock(nn.Module):
     features: int
     strides: int = 1
     shortcut: str = "projection"
-    batch_norm_axis: str | None = None
     expansion: int = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         y = Conv2D(self.features, 1, use_bias=False)(x)
-        y = nn.relu(batch_norm(train, self.batch_norm_axis)(y))
+        y = nn.relu(batch_norm(train)(y))
         y = Conv2D(self.features, 3, self.strides, use_bias=False)(y)
-        y = nn.relu(batch_norm(train, self.batch_norm_axis)(y))
+        y = nn.relu(batch_norm(train)(y))
         y = Conv2D(self.features * self.expansion, 1, use_bias=False)(y)
-        y = batch_norm(train, self.batch_norm_axis)(y)
-        shortcut = _Shortcut(self.features * self.expansion, self.strides, self.shortcut, self.batch_norm_axis)
+        y = batch_norm(train)(y)
+        shortcut = _Shortcut(self.features * self.expansion, self.strides, self.shortcut)
         return nn.relu(y + shortcut(x, train=train))
 
 
@@ -99,7 +96,6 @@ class ResNet(nn.Module):
     stem: str = "cifar"
     shortcut: str = "projection"
     num_outputs: int | None = 10
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
 
     def _check(self, x: jax.Array) -> None:
         for field, value, valid in (("block", self.block, BLOCKS), ("stem", self.stem, STEMS),
@@ -119,16 +115,16 @@ class ResNet(nn.Module):
         self._check(x)
         if self.stem == "cifar":
             x = Conv2D(self.widths[0], 3, use_bias=False)(x)
-            x = nn.relu(batch_norm(train, self.batch_norm_axis)(x))
+            x = nn.relu(batch_norm(train)(x))
         else:
             x = Conv2D(64, 7, 2, use_bias=False)(x)
-            x = nn.relu(batch_norm(train, self.batch_norm_axis)(x))
+            x = nn.relu(batch_norm(train)(x))
             x = get_pool("max")(x, 3, 2, "SAME")
         block = BasicBlock if self.block == "basic" else BottleneckBlock
         for stage, (count, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for i in range(count):
                 strides = 2 if stage > 0 and i == 0 else 1
-                x = block(width, strides, self.shortcut, self.batch_norm_axis)(x, train=train)
+                x = block(width, strides, self.shortcut)(x, train=train)
         x = jnp.mean(x, axis=(1, 2))
         return DenseHead((), self.num_outputs)(x, train=train)
 

@@ -156,7 +156,7 @@ def unstack_layer_params(params: dict[str, Any]) -> dict[str, Any]:
     return {f"layer_{i}": jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(count)}
 
 
-def _block_args(config: "TransformerConfig") -> tuple[Any, ...]:
+def block_args(config: "TransformerConfig") -> tuple[Any, ...]:
     """`EncoderBlock`/`DecoderBlock` hyperparameters, in field order, from a model's shared config."""
     return (config.num_heads, config.mlp_dim, config.dropout_rate, config.attention_dropout_rate, config.norm,
             config.activation, config.layer_norm_epsilon)
@@ -195,7 +195,7 @@ class Encoder(TransformerConfig):
             x = position(x)
         x = Dropout(self.dropout_rate, deterministic=not train)(x)
         mask = padding_mask(valid) if valid is not None else None
-        x = BlockStack(EncoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(x, mask, train=train)
+        x = BlockStack(EncoderBlock, block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(x, mask, train=train)
         return nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="final_norm")(x) if self.norm == "pre" else x
 
 
@@ -214,7 +214,7 @@ class Decoder(TransformerConfig):
         x = Dropout(self.dropout_rate, deterministic=not train)(x)
         self_mask = combine_masks(causal_mask(x.shape[1]), padding_mask(valid) if valid is not None else None)
         memory_mask = padding_mask(memory_valid) if memory_valid is not None else None
-        x, _ = BlockStack(DecoderBlock, _block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(
+        x, _ = BlockStack(DecoderBlock, block_args(self), self.num_layers, self.scan_layers, self.remat, name="blocks")(
             (x, memory), (self_mask, memory_mask), train=train)
         return nn.LayerNorm(epsilon=self.layer_norm_epsilon, name="final_norm")(x) if self.norm == "pre" else x
 

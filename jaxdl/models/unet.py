@@ -37,7 +37,6 @@ class UNet(nn.Module):
     widths: Sequence[int] = (32, 64, 128)
     upsample: str = "transpose"
     batch_norm: bool = True
-    batch_norm_axis: str | None = None  # set by jaxdl.distributed.parallel under pmap
     dropout_rate: float = 0.0
 
     @nn.compact
@@ -52,7 +51,7 @@ class UNet(nn.Module):
                              f"and width must be divisible by {factor}, got {x.shape[1:3]}")
 
         def block(width: int) -> ConvBlock:
-            return ConvBlock(width, convs=2, batch_norm=self.batch_norm, batch_norm_axis=self.batch_norm_axis, pool=None)
+            return ConvBlock(width, convs=2, batch_norm=self.batch_norm, pool=None)
 
         skips = []
         for width in self.widths[:-1]:

@@ -1,6 +1,7 @@
 """Activation functions by name.
 
-Each function is the course formula written in `jax.numpy`; `get_activation` turns a config string such as
+Each function is its formula written in `jax.numpy`, with `jax.nn`'s value and gradient everywhere (ReLU's
+gradient at 0 is 0, as `jax.nn.relu` defines it); `get_activation` turns a config string such as
 ``"relu"`` or ``"leaky_relu(alpha=0.2)"`` into a callable, so models name their non-linearity in data.
 """
 
@@ -19,8 +20,8 @@ Activation = Callable[[jax.Array], jax.Array]
 
 
 def relu(x: jax.Array) -> jax.Array:
-    """ReLU: ``max(0, x)``."""
-    return jnp.maximum(x, 0)
+    """ReLU: ``max(0, x)``, with gradient 0 at 0 (`jax.nn.relu`'s; ``jnp.maximum`` would split it to 0.5)."""
+    return jax.nn.relu(x)
 
 
 def sigmoid(x: jax.Array) -> jax.Array:

@@ -20,28 +20,7 @@ import jax.numpy as jnp
 from jaxdl.nn.initializers import Initializer, get_initializer
 from jaxdl.nn.lowering.patches import conv2d_patches, depthwise_shifts, explicit_padding
 from jaxdl.nn.lowering.select import lowered
-
-Padding = str | int | Sequence[tuple[int, int]]
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"expected an int or a pair of ints, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _padding(padding: Padding) -> str | list[tuple[int, int]]:
-    if isinstance(padding, str):
-        upper = padding.upper()
-        if upper not in ("SAME", "VALID"):
-            raise ValueError(f"padding must be 'SAME', 'VALID', an int or ((top, bottom), (left, right)); got {padding!r}")
-        return upper
-    if isinstance(padding, int):
-        return [(padding, padding), (padding, padding)]
-    return [tuple(p) for p in padding]  # type: ignore[misc]
+from jaxdl.nn.padding import BORDER_MODES, Padding, normalize_padding, pad_border, pair
 
 
 def conv2d(
@@ -56,6 +35,7 @@ def conv2d(
 
     Returns ``[batch, out_height, out_width, out]``; with ``"VALID"`` the output is
     ``floor((H - dilation*(kh-1) - 1) / stride) + 1`` high, with ``"SAME"`` it is ``ceil(H / stride)``.
+    ``padding`` takes every form `flax.linen.Conv` takes for images (`jaxdl.nn.padding`).
     ``depthwise`` convolves each channel with its own filter (``kernel: [kh, kw, 1, in]``, out = in): the
     ``kh*kw`` shifted views are weighted and summed, which XLA:CPU runs 6-15x faster than its grouped
     convolution (benchmarks/RESULTS.md). `jaxdl.nn.lowering` chooses how it is computed; every lowering
@@ -68,8 +48,10 @@ def conv2d(
         want = f"[kh, kw, 1, {x.shape[-1]}]" if depthwise else f"[kh, kw, {x.shape[-1]}, out]"
         raise ValueError(f"conv2d: input has {x.shape[-1]} channels, so the {'depthwise ' if depthwise else ''}kernel "
                          f"must be {want}; got {kernel.shape}")
-    strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
+    strides, dilation, pad = pair(strides), pair(dilation), normalize_padding(padding, border_modes=True)
     kernel_hw = kernel.shape[:2]
+    if isinstance(pad, str) and pad in BORDER_MODES:  # wrapped or mirrored borders, then a VALID convolution (flax.linen.Conv's rule)
+        x, pad = pad_border(x, pad, kernel_hw, dilation), "VALID"
     pads = explicit_padding(pad, x.shape[1:3], kernel_hw, strides, dilation)
     for axis, name in ((0, "height"), (1, "width")):
         padded = x.shape[1 + axis] + sum(pads[axis])
@@ -121,7 +103,7 @@ class Conv2D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = _pair(self.kernel_size)
+        kh, kw = pair(self.kernel_size)
         kernel = self.param(
             "kernel", get_initializer(self.kernel_init), (kh, kw, 1 if self.depthwise else x.shape[-1], self.features),
             self.param_dtype,

@@ -26,10 +26,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.conv import Padding, _padding, _pair, add_channel_bias
+from jaxdl.nn.conv import add_channel_bias
 from jaxdl.nn.initializers import Initializer, get_initializer
 from jaxdl.nn.lowering.select import lowered
 from jaxdl.nn.lowering.transpose_phases import conv_transpose2d_phases, phase_taps
+from jaxdl.nn.padding import Padding, normalize_padding, pair
 
 
 def _transpose_padding(padding: str | list, kernel: int, stride: int, dilation: int, axis: int) -> tuple[int, int]:
@@ -68,7 +69,7 @@ def conv_transpose2d(
     if kernel.shape[2] != x.shape[-1]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[-1]} channels, so the kernel must be "
                          f"[kh, kw, {x.shape[-1]}, out]; got {kernel.shape}")
-    strides, dilation, pad = _pair(strides), _pair(dilation), _padding(padding)
+    strides, dilation, pad = pair(strides), pair(dilation), normalize_padding(padding)
     pads = [_transpose_padding(pad, kernel.shape[a], strides[a], dilation[a], a) for a in (0, 1)]
     plans = [phase_taps(x.shape[1 + a], kernel.shape[a], strides[a], dilation[a], pads[a]) for a in (0, 1)]
     lowerings = {
@@ -103,7 +104,7 @@ class ConvTranspose2D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = _pair(self.kernel_size)
+        kh, kw = pair(self.kernel_size)
         kernel = self.param("kernel", get_initializer(self.kernel_init), (kh, kw, x.shape[-1], self.features),
                             self.param_dtype)
         dtype = self.dtype or x.dtype

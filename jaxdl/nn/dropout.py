@@ -38,19 +38,27 @@ def dropout_mask(key: jax.Array, rate: float, shape: Sequence[int]) -> tuple[jax
     return halves.astype(jnp.uint32) < jnp.uint32(threshold), threshold / _LEVELS
 
 
-def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+def dropout(x: jax.Array, rate: float, key: jax.Array, broadcast_dims: Sequence[int] = ()) -> jax.Array:
     """Inverted dropout of ``x`` with a `dropout_mask` from ``key``: dropped elements are 0, kept ones are
-    divided by the mask's exact keep probability (so ``E[dropout(x)] = x``)."""
-    keep, probability = dropout_mask(key, rate, x.shape)
+    divided by the mask's exact keep probability (so ``E[dropout(x)] = x``). Axes in ``broadcast_dims`` share
+    one mask value (e.g. ``(1,)`` on ``[batch, time, features]`` drops the same features at every step)."""
+    shape = list(x.shape)
+    for axis in broadcast_dims:
+        if not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"dropout broadcast_dims {tuple(broadcast_dims)} name axis {axis} of an input of rank {x.ndim}")
+        shape[axis] = 1
+    keep, probability = dropout_mask(key, rate, shape)
     return jnp.where(keep, x / jnp.asarray(probability, x.dtype), jnp.zeros_like(x))
 
 
 class Dropout(nn.Module):
     """Inverted dropout: in training each element is zeroed with probability ``rate`` and the rest are divided
     by the keep probability; the identity when ``deterministic``. A drop-in for `flax.linen.Dropout` (same
-    fields, the ``"dropout"`` rng collection) with cheaper masks (see the module docstring)."""
+    fields, ``broadcast_dims`` included, and the ``"dropout"`` rng collection) with cheaper masks (see the
+    module docstring)."""
 
     rate: float
+    broadcast_dims: Sequence[int] = ()
     deterministic: bool | None = None
     rng_collection: str = "dropout"
 
@@ -59,4 +67,4 @@ class Dropout(nn.Module):
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         if deterministic or self.rate == 0.0:
             return x
-        return dropout(x, self.rate, self.make_rng(self.rng_collection))
+        return dropout(x, self.rate, self.make_rng(self.rng_collection), self.broadcast_dims)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdl.nn.conv import Padding, _padding, _pair
+from jaxdl.nn.padding import Padding, normalize_padding, pair
 
 
 def _tiles_exactly(window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
@@ -34,7 +34,7 @@ def _check(x: jax.Array, name: str) -> None:
 
 def _pool(x, window, strides, padding, name, tiled_reduce, generic):
     _check(x, name)
-    window, strides, pad = _pair(window), _pair(strides if strides is not None else window), _padding(padding)
+    window, strides, pad = pair(window), pair(strides if strides is not None else window), normalize_padding(padding)
     if _tiles_exactly(window, strides, pad):
         return tiled_reduce(_tiled(x, window), axis=(2, 4))
     return generic(x, window, strides, pad)

@@ -14,7 +14,7 @@ from jaxdl.data.base import DatasetSplits
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.detection_grid import detect
 from jaxdl.report.plots import plot_detections, plot_segmentation
-from jaxdl.training.loop import predict_in_order
+from jaxdl.training.evaluation import predict_in_order
 from jaxdl.training.state import TrainState
 from jaxdl.training.step import make_predict_step
 

@@ -1,14 +1,22 @@
-"""Pictures of a run, written as PNG files (matplotlib's Agg backend: no display needed)."""
+"""Pictures of a run, written as PNG files.
+
+Figures are `matplotlib.figure.Figure` objects saved through the Agg canvas: no display is needed, pyplot's
+global state and the user's chosen backend are left alone, and matplotlib is imported only when a figure is
+drawn (importing jaxdl does not import it).
+"""
 
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from typing import Any, Sequence
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _subplots(*grid: int, figsize: tuple[float, float], squeeze: bool = True) -> tuple[Any, Any]:
+    """A new figure and its axes (as ``pyplot.subplots`` gives them), without pyplot."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, squeeze=squeeze)
 
 
 def _save(fig, path: pathlib.Path, tight: bool = True) -> pathlib.Path:
@@ -16,7 +24,6 @@ def _save(fig, path: pathlib.Path, tight: bool = True) -> pathlib.Path:
         fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -37,7 +44,7 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: str | pathli
     # Micro-averaged scores equal accuracy for single-label classification: plotting them adds nothing.
     preferred = ("loss", "accuracy", "f1_macro", "mae", "rmse")
     names = [n for n in preferred if n in logged] or sorted(logged - {"count"})[:3]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3.6), squeeze=False)
+    fig, axes = _subplots(1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3.6), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, name in zip(axes[0], names):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -58,7 +65,7 @@ def plot_search(rows: Sequence[dict], metric: str, path: str | pathlib.Path) -> 
     score = f"best_{metric}"
     reserved = {score, f"final_{metric}", "group", "trial", "train_loss", "diverged"}
     fields = [k for k in rows[0] if k not in reserved]
-    fig, axes = plt.subplots(1, max(len(fields), 1), figsize=(4.5 * max(len(fields), 1), 3.6), squeeze=False)
+    fig, axes = _subplots(1, max(len(fields), 1), figsize=(4.5 * max(len(fields), 1), 3.6), squeeze=False)
     best = rows[0]
     for ax, field in zip(axes[0], fields):
         values = [row[field] for row in rows]
@@ -84,7 +91,7 @@ def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | pat
     n = len(confusion)
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    fig, ax = _subplots(figsize=(size, size * 0.9))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
@@ -107,7 +114,7 @@ def plot_misclassified(images, true, predicted, class_names: Sequence[str], path
     images = np.asarray(images)
     count = len(images)
     rows = max(1, -(-count // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(1.8 * columns, 2.0 * rows), squeeze=False)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / (2.0 * rows), wspace=0.1, hspace=0.45)
     for ax in axes.ravel():
         ax.axis("off")
@@ -127,7 +134,7 @@ def plot_segmentation(images, true_masks, predicted_masks, class_names: Sequence
     path = pathlib.Path(path)
     images = np.asarray(images)
     n = len(images)
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    fig, axes = _subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=0.92, wspace=0.05, hspace=0.08)
     mask_style = dict(cmap="tab10", vmin=0, vmax=max(9, len(class_names) - 1), interpolation="nearest")
     for i in range(n):
@@ -154,7 +161,7 @@ def plot_detections(images, detections, truths, class_names: Sequence[str], path
     path = pathlib.Path(path)
     images = np.asarray(images)
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.3 * rows), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(2.2 * columns, 2.3 * rows), squeeze=False)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.04, hspace=0.04)
     for ax in axes.ravel():
         ax.axis("off")
@@ -181,7 +188,7 @@ def plot_image_grid(images, path: str | pathlib.Path, columns: int = 8, title: s
     for k, image in enumerate(images):
         r, col = divmod(k, columns)
         sheet[r * (h + 2) + 1:r * (h + 2) + 1 + h, col * (w + 2) + 1:col * (w + 2) + 1 + w] = image
-    fig, ax = plt.subplots(figsize=(columns * 0.7 + 0.2, rows * 0.7 + (0.4 if title else 0.2)))
+    fig, ax = _subplots(figsize=(columns * 0.7 + 0.2, rows * 0.7 + (0.4 if title else 0.2)))
     ax.imshow(sheet[..., 0] if c == 1 else sheet, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.axis("off")
     if title:

@@ -15,7 +15,7 @@ from jaxdl.losses import LossFn, binary_cross_entropy, softmax_cross_entropy
 from jaxdl.metrics import MetricsFn, classification_metrics, predicted_classes
 from jaxdl.report.classification import save_predictions
 from jaxdl.tasks.base import Task
-from jaxdl.training.loop import predict_in_order
+from jaxdl.training.evaluation import predict_in_order
 from jaxdl.training.state import TrainState
 from jaxdl.training.step import make_predict_step
 

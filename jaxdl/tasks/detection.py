@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.losses import LossFn
-from jaxdl.metrics import MetricsFn, _as_mask, _loss_and_count, _Sums
+from jaxdl.metrics import MetricsFn, Sums, as_mask, loss_and_count
 from jaxdl.report.dense_outputs import detection_outputs
 from jaxdl.tasks.base import Task
 
@@ -40,7 +40,7 @@ def detection_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 @flax.struct.dataclass
-class DetectionMetrics(_Sums):
+class DetectionMetrics(Sums):
     """Sums for a grid detector: ``loss_sum``, ``count`` (images), cells whose objectness is right, and the
     classes right among the cells holding a box."""
 
@@ -63,11 +63,11 @@ def detection_metrics() -> Callable[..., DetectionMetrics]:
     """Return ``metrics(predictions, targets, loss, mask) -> DetectionMetrics``."""
 
     def metrics(predictions: jax.Array, targets: jax.Array, loss: jax.Array, mask: jax.Array | None) -> DetectionMetrics:
-        m = _as_mask(mask, loss.shape[0])[:, None, None]
+        m = as_mask(mask, loss.shape[0])[:, None, None]
         obj = targets[..., 0] > 0
         right_class = jnp.argmax(predictions[..., 5:], axis=-1) == targets[..., 5].astype(jnp.int32)
         return DetectionMetrics(
-            **_loss_and_count(loss, m[:, 0, 0]),
+            **loss_and_count(loss, m[:, 0, 0]),
             objectness_correct=jnp.sum(((predictions[..., 0] > 0) == obj) & m).astype(jnp.int32),
             cells=(jnp.sum(m) * obj[0].size).astype(jnp.int32),
             class_correct=jnp.sum(right_class & obj & m).astype(jnp.int32), objects=jnp.sum(obj & m).astype(jnp.int32))

@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.losses import LossFn, binary_cross_entropy
-from jaxdl.metrics import MetricsFn, _as_mask, _loss_and_count, _Sums
+from jaxdl.metrics import MetricsFn, Sums, as_mask, loss_and_count
 from jaxdl.tasks.base import Task
 
 
 @flax.struct.dataclass
-class MultiLabelMetrics(_Sums):
+class MultiLabelMetrics(Sums):
     """Sums over examples: ``loss_sum``, ``count``, label decisions right (``correct``), examples with all labels
     right (``exact``), and true positives, predicted positives and actual positives per label (``[k]`` each)."""
 
@@ -49,11 +49,11 @@ def multilabel_metrics(threshold: float = 0.0) -> MetricsFn:
     present where its logit exceeds ``threshold`` (0: probability above one half)."""
 
     def metrics(logits: jax.Array, labels: jax.Array, loss: jax.Array, mask: jax.Array | None) -> MultiLabelMetrics:
-        m = _as_mask(mask, loss.shape[0])[:, None]
+        m = as_mask(mask, loss.shape[0])[:, None]
         predicted, actual = logits > threshold, labels > 0.5
         right = (predicted == actual) & m
         return MultiLabelMetrics(
-            **_loss_and_count(loss, m[:, 0]),
+            **loss_and_count(loss, m[:, 0]),
             correct=jnp.sum(right).astype(jnp.int32),
             exact=jnp.sum(jnp.all(predicted == actual, axis=-1) & m[:, 0]).astype(jnp.int32),
             true_positives=jnp.sum(predicted & actual & m, axis=0).astype(jnp.int32),

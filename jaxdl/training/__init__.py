@@ -1,8 +1,8 @@
-"""Training: the state pytree, pure steps, compilation for devices, and the fit loop."""
+"""Training: the state pytree, pure steps, precision, the weights' average, evaluation and the fit loop."""
 
-from jaxdl.distributed.parallel import Parallel, make_parallel
 from jaxdl.training.early_stopping import EarlyStopping
-from jaxdl.training.loop import FitResult, evaluate, fit
+from jaxdl.training.evaluation import evaluate
+from jaxdl.training.loop import FitResult, fit
 from jaxdl.training.state import InputSpec, TrainState, count_params, create_train_state
 from jaxdl.training.step import (
     make_eval_step,
@@ -12,5 +12,5 @@ from jaxdl.training.step import (
 
 __all__ = [
     "EarlyStopping", "FitResult", "InputSpec", "TrainState", "count_params", "create_train_state", "evaluate",
-    "Parallel", "fit", "make_eval_step", "make_parallel", "make_predict_step", "make_train_step",
+    "fit", "make_eval_step", "make_predict_step", "make_train_step",
 ]

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.metrics import _as_mask, _Sums
+from jaxdl.metrics import Sums, as_mask
 from jaxdl.models.gan import GAN
 from jaxdl.training.state import TrainState, init_variables
 from jaxdl.training.weight_average import copy_params
@@ -34,7 +34,7 @@ EMA = "generator_ema"
 
 
 @flax.struct.dataclass
-class GANMetrics(_Sums):
+class GANMetrics(Sums):
     """Sums over images: both losses, and how often the discriminator judged real and generated images right."""
 
     d_loss_sum: jax.Array
@@ -166,7 +166,7 @@ def make_gan_train_step(model: GAN, tx_generator: optax.GradientTransformation,
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, GANMetrics]:
         real = batch["x"]
-        mask = _as_mask(batch.get("mask"), real.shape[0])
+        mask = as_mask(batch.get("mask"), real.shape[0])
         d_key, g_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
         state, judged = discriminator_update(model, tx_discriminator, state, real, mask, d_key, label_smoothing)
         state, g_loss = generator_update(model, tx_generator, state, real.shape[0], g_key)
@@ -190,7 +190,7 @@ def make_gan_eval_step(model: GAN) -> Callable[[TrainState, dict], GANMetrics]:
 
     def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> GANMetrics:
         real = batch["x"]
-        mask = _as_mask(batch.get("mask"), real.shape[0])
+        mask = as_mask(batch.get("mask"), real.shape[0])
         z = jax.random.normal(jax.random.PRNGKey(0), (real.shape[0], model.latent_dim), real.dtype)
         fake, _ = _generate(model, state, state.params, z, train=False)
         real_logits = _discriminate(model, state.params, real, None, mask)

@@ -31,15 +31,15 @@ from jaxdl.checkpoint import Checkpointer, CheckpointPolicy
 from jaxdl.data.pipeline import ArrayDataset, num_train_batches
 from jaxdl.data.prefetch import prefetch
 from jaxdl.distributed.parallel import Parallel
-from jaxdl.metrics import Metrics
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
+from jaxdl.training.evaluation import JIT, evaluate, merge_metrics_jit, scalar_metrics
+from jaxdl.training.resume import Position, from_json_leaves, resume_run, to_json_leaves
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
 
 # Measured on 2 cores with 8 host devices and one competing busy process: 16 steps in flight hung the pmap and
 # mesh steps' all-reduce in 5 of 5 runs, 8 passed 2 of 2, 4 passed 6 of 6. Four queued steps still hide
 # the host's dispatch time.
 MAX_STEPS_IN_FLIGHT = 4
-JIT = Parallel("jit")
 SHOWN_METRICS = ("loss", "accuracy", "exact_match", "mae")  # on the progress bar and epoch lines
 
 
@@ -50,39 +50,6 @@ class FitResult:
     state: TrainState
     history: list[dict[str, Any]]
     summary: dict[str, Any]
-
-
-def _merge(a: Metrics | None, b: Metrics) -> Metrics:
-    return b if a is None else a.merge(b)
-
-
-_merge_jit = jax.jit(_merge)
-
-
-def predict_in_order(predict: Callable[[Any], Any], data: ArrayDataset, batch_size: int, axis: int = 0) -> np.ndarray:
-    """``predict(x)`` (compiled, inference mode) over every example of ``data`` in its order, padding dropped:
-    the outputs concatenated along ``axis``, their example axis. A bucketed dataset is read as a plain one
-    (bucketed evaluation visits examples shortest first)."""
-    out = []
-    for batch in ArrayDataset(data.x, data.y).eval_batches(batch_size):
-        out.append(np.compress(batch["mask"], np.asarray(predict(batch["x"])), axis=axis))
-    return np.concatenate(out, axis=axis)
-
-
-def evaluate(state: TrainState, eval_step: Callable, data: ArrayDataset, batch_size: int,
-             parallel: Parallel = JIT) -> dict[str, float]:
-    """Metrics of ``state`` (placed by ``parallel``, which compiled ``eval_step``) on every example of
-    ``data`` (last batch padded and masked, so nothing is dropped and the eval step compiles once). The batch
-    size is rounded up to a multiple of the data-parallel devices: padding rows cost a little compute, never
-    a result."""
-    shares = parallel.data_parallel_size
-    batch_size = -(-batch_size // shares) * shares
-    total = None
-    for batch in prefetch(data.eval_batches(batch_size, parallel.host_rows(batch_size)), parallel.put_batch):
-        total = _merge_jit(total, eval_step(state, batch)) if total is not None else eval_step(state, batch)
-    if total is None:
-        raise ValueError("cannot evaluate on an empty data set")
-    return parallel.to_host(total).compute()
 
 
 class _JsonlWriter:
@@ -103,64 +70,6 @@ def _check_finite(value: float, step: int, epoch: int, learning_rate: float | No
             "the last good checkpoint is untouched. Lower optimizer.learning_rate, set optimizer.clip_norm, "
             "or check the inputs for NaN/inf."
         )
-
-
-def _to_json_leaves(tree: Any) -> list[list[Any]] | None:
-    """Host metric sums as JSON (dtype, values), rebuilt by `_from_json_leaves` into the same structure."""
-    return None if tree is None else [[str(a.dtype), np.asarray(a).tolist()] for a in jax.tree.leaves(tree)]
-
-
-def _from_json_leaves(leaves: list[list[Any]], like: Any) -> Any:
-    return jax.tree.unflatten(jax.tree.structure(like), [np.asarray(v, dtype=d) for d, v in leaves])
-
-
-def _truncate_log(path: pathlib.Path, step: int) -> None:
-    """Drop log records written after checkpoint ``step`` (the resumed run writes them again)."""
-    if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in lines))
-
-
-@dataclasses.dataclass
-class _Position:
-    """Where a (possibly resumed) run stands: what the ``loop`` item of a checkpoint holds."""
-
-    epoch: int = 1            # the epoch to run next (or being run)
-    batch: int = 0            # batches of ``epoch`` already done
-    history: list = dataclasses.field(default_factory=list)
-    train_seconds: float = 0.0
-    epoch_sums: list | None = None   # this epoch's partial training metrics (JSON leaves)
-    best_step: int | None = None     # the checkpoint of the early-stopping best epoch
-    stopped_early: bool = False
-
-
-def _resume(checkpointer: Checkpointer, state: TrainState, parallel: Parallel, seed: int, batch_size: int,
-            early_stopping: EarlyStopping | None, workdir: pathlib.Path | None) -> tuple[TrainState, _Position, Any]:
-    """Restore the newest good checkpoint: the state (onto ``parallel``'s layout), the position, the early-stopping
-    state, and the best epoch's state when early stopping restores it."""
-    shardings = parallel.state_shardings(state) if parallel.strategy == "mesh" else None
-    restored, loop, step = checkpointer.restore(state, shardings=shardings)
-    for name, value in (("seed", seed), ("batch_size", batch_size)):
-        if loop.get(name) != value:
-            raise ValueError(f"cannot resume from {checkpointer.directory}/{step}: it was trained with {name}="
-                             f"{loop.get(name)}, this run has {name}={value}; use another workdir or the same {name}")
-    if early_stopping is not None and loop.get("early_stopping"):
-        saved = loop["early_stopping"]
-        if early_stopping.monitor == AUTO:  # the implicit tracker takes the monitor its first run chose
-            early_stopping.adopt(saved["monitor"])
-        if saved["monitor"] != early_stopping.monitor:
-            raise ValueError(f"cannot resume: the run monitored {saved['monitor']!r} for early stopping, this run "
-                             f"monitors {early_stopping.monitor!r}")
-        for field in ("best_value", "best_epoch", "bad_epochs"):
-            setattr(early_stopping, field, saved[field])
-    position = _Position(**{f.name: loop[f.name] for f in dataclasses.fields(_Position) if f.name in loop})
-    best_state = None
-    if early_stopping is not None and early_stopping.restore_best and position.best_step is not None:
-        best_state = restored if position.best_step == step else checkpointer.restore(state, position.best_step, shardings)[0]
-        checkpointer.pinned.steps = {position.best_step}
-    if workdir is not None and jax.process_index() == 0:
-        _truncate_log(workdir / "metrics.jsonl", step)
-    return restored, position, best_state
 
 
 def fit(
@@ -229,14 +138,14 @@ def fit(
         checkpointer = Checkpointer(workdir / "checkpoints", checkpoint_policy)
     elif resume:
         raise ValueError("resume=True needs a workdir to resume from")
-    position, best_state = _Position(), None
+    position, best_state = Position(), None
     has_checkpoint = checkpointer is not None and checkpointer.latest_step() is not None
     if resume and not has_checkpoint:
         raise FileNotFoundError(f"nothing to resume: no checkpoint under {workdir}/checkpoints")
     if resume is False and has_checkpoint:
         raise ValueError(f"{workdir}/checkpoints already holds checkpoints of a run; resume it or use another workdir")
     if has_checkpoint:
-        state, position, best_state = _resume(checkpointer, state, parallel, seed, batch_size, early_stopping, workdir)
+        state, position, best_state = resume_run(checkpointer, state, parallel, seed, batch_size, early_stopping, workdir)
         if progress:
             tqdm.write(f"resuming from step {int(jax.device_get(state.step))}: epoch {position.epoch}, "
                        f"batch {position.batch}/{steps_per_epoch}")
@@ -250,7 +159,7 @@ def fit(
 
     def loop_position(epoch: int, batch: int, sums: Any) -> dict[str, Any]:
         return {"epoch": epoch, "batch": batch, "history": history, "train_seconds": position.train_seconds,
-                "epoch_sums": _to_json_leaves(sums), "best_step": position.best_step,
+                "epoch_sums": to_json_leaves(sums), "best_step": position.best_step,
                 "stopped_early": position.stopped_early, "seed": seed, "batch_size": batch_size,
                 "early_stopping": dataclasses.asdict(early_stopping) if early_stopping else None}
 
@@ -267,7 +176,7 @@ def fit(
             batches = train_data.train_batches(batch_size, seed, epoch, start=start, rows=rows)
             for i, batch in enumerate(prefetch(batches, parallel.put_batch), start=start):
                 state, batch_metrics = train_step(state, batch)
-                window = _merge_jit(window, batch_metrics) if window is not None else batch_metrics
+                window = merge_metrics_jit(window, batch_metrics) if window is not None else batch_metrics
                 step += 1
                 in_flight.append(batch_metrics)
                 if len(in_flight) > MAX_STEPS_IN_FLIGHT:
@@ -276,7 +185,7 @@ def fit(
                 if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch or save_now:
                     host = parallel.to_host(window)
                     if resumed_sums is not None:
-                        epoch_sums, resumed_sums = _from_json_leaves(resumed_sums, host), None
+                        epoch_sums, resumed_sums = from_json_leaves(resumed_sums, host), None
                     epoch_sums = host if epoch_sums is None else jax.tree.map(np.add, epoch_sums, host)
                     in_flight.clear()
                     values = host.compute()
@@ -355,6 +264,3 @@ def fit(
     return FitResult(state, history, summary)
 
 
-def scalar_metrics(values: dict[str, Any]) -> dict[str, float]:
-    """The scalar entries of a metrics dict as Python floats (what logs and summaries hold)."""
-    return {k: float(v) for k, v in values.items() if np.ndim(v) == 0}

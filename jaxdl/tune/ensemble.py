@@ -15,7 +15,7 @@ from jaxdl.data.datasets import DatasetSplits, load_dataset
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.data.test_time import TestTimeAugmentation
 from jaxdl.experiment.build import build_experiment
-from jaxdl.training.loop import predict_in_order
+from jaxdl.training.evaluation import predict_in_order
 from jaxdl.training.state import TrainState, create_train_states
 from jaxdl.training.step import make_predict_step
 from jaxdl.tune.stacked import RUN_SCHEDULES, StackedResult, fit_stacked

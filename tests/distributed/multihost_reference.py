@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.distributed.parallel import Parallel, path_name
+from jaxdl.distributed.parallel import Parallel
+from jaxdl.distributed.sharding import path_name
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import MLP

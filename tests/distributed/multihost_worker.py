@@ -14,7 +14,8 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
 def main(coordinator: str, process_id: int, out: str) -> None:
-    from jaxdl.distributed.parallel import initialize_distributed, make_parallel
+    from jaxdl.distributed.parallel import make_parallel
+    from jaxdl.distributed.runtime import initialize_distributed
 
     initialize_distributed(coordinator, 2, process_id)
     assert jax.process_count() == 2 and jax.device_count() == 4, (jax.process_count(), jax.device_count())

@@ -32,10 +32,9 @@ def _setup(model, parallel: Parallel, accumulation_steps=1, precision="float32",
     tx, _ = make_optimizer({"name": "momentum", "learning_rate": 0.05}, 10, 1)
     metrics_fn = classification_metrics(3)
     state = create_train_state(model, tx, jnp.zeros((1, 4, 4, 1)), seed, precision)
-    step_model = parallel.prepare_model(model)
     kwargs = {"axis_name": parallel.axis_name, "precision": precision}
-    train = make_train_step(step_model, softmax_cross_entropy, metrics_fn, tx, accumulation_steps=accumulation_steps, **kwargs)
-    evaluate = make_eval_step(step_model, softmax_cross_entropy, metrics_fn, **kwargs)
+    train = make_train_step(model, softmax_cross_entropy, metrics_fn, tx, accumulation_steps=accumulation_steps, **kwargs)
+    evaluate = make_eval_step(model, softmax_cross_entropy, metrics_fn, **kwargs)
     return state, parallel.compile_train_step(train), parallel.compile_eval_step(evaluate)
 
 
@@ -205,7 +204,7 @@ def test_multi_host_rows_partition_each_batch():
 
 def test_the_compilation_cache_directory_receives_compiled_programs(tmp_path):
     # In a fresh process: the cache is process-wide state that other tests must not inherit.
-    script = (f"from jaxdl.distributed.parallel import configure_compilation_cache; import jax, jax.numpy as jnp; "
+    script = (f"from jaxdl.distributed.runtime import configure_compilation_cache; import jax, jax.numpy as jnp; "
               f"configure_compilation_cache({str(tmp_path)!r}, min_compile_seconds=0); "
               f"jax.block_until_ready(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))))")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=pathlib.Path(__file__).parents[2])

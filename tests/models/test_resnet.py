@@ -18,7 +18,7 @@ def _count(variables) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables["params"]))
 
 
-def _shapes(name: str, shape: tuple[int, ...], **kwargs):
+def shapes_by_path(name: str, shape: tuple[int, ...], **kwargs):
     model = create_model(name, **kwargs)
     return model, jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
 
@@ -32,7 +32,7 @@ def _shapes(name: str, shape: tuple[int, ...], **kwargs):
 ])
 def test_parameter_counts_match_the_published_networks(name, shortcut, expected):
     shape = (1, 32, 32, 3) if name in ("resnet20", "resnet56") else (1, 224, 224, 3)
-    _, variables = _shapes(name, shape, shortcut=shortcut)
+    _, variables = shapes_by_path(name, shape, shortcut=shortcut)
     assert _count(variables) == expected
 
 

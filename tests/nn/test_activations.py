@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import erf
@@ -12,7 +12,7 @@ from jaxdl.nn.activations import ACTIVATIONS, get_activation
 floats = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=7),
                     elements=st.floats(-30, 30, width=32))
 
-# The course formulas, written directly in NumPy (float64).
+# The textbook formulas, written directly in NumPy (float64).
 REFERENCE = {
     "relu": lambda x: np.maximum(0, x),
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
@@ -64,3 +64,16 @@ def test_gradients_are_finite_at_extremes():
     for name in ("sigmoid", "tanh", "softmax", "gelu"):
         g = jax.grad(lambda x: jnp.sum(get_activation(name)(x)))(jnp.array([-100.0, 0.0, 100.0]))
         assert np.all(np.isfinite(g)), name
+
+
+_JAX_NN = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "leaky_relu": jax.nn.leaky_relu,
+           "gelu": lambda x: jax.nn.gelu(x, approximate=False), "identity": lambda x: x}
+
+
+@settings(max_examples=30)
+@given(name=st.sampled_from(sorted(_JAX_NN)), values=st.lists(st.floats(-6, 6, width=32), min_size=1, max_size=8))
+def test_values_and_gradients_equal_jax_nn_including_at_zero(name, values):
+    x = jnp.asarray(values + [0.0], jnp.float32)  # 0: where ReLU's gradient is a convention (jax.nn: 0)
+    ours, theirs = get_activation(name), _JAX_NN[name]
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ours))(x), jax.vmap(jax.grad(theirs))(x), rtol=1e-5, atol=1e-6)

@@ -1,8 +1,11 @@
+import re
+
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jaxdl.nn import lowering
@@ -144,3 +147,27 @@ def test_depthwise_conv_is_the_course_formula_per_channel_with_matching_gradient
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match=r"depthwise kernel must be \[kh, kw, 1, "):
         conv2d(jnp.asarray(x), jnp.ones((kernel, kernel, 2, channels)), depthwise=True)
+
+
+@settings(max_examples=20)
+@given(padding=st.sampled_from(["SAME", "valid", "CIRCULAR", "REFLECT", 1, 2, (1, 2), ((0, 2), (1, 0)), [(2, 1), (0, 0)]]),
+       kernel=st.integers(1, 4), stride=st.integers(1, 2), dilation=st.integers(1, 2), seed=st.integers(0, 2 ** 16))
+def test_the_layer_takes_every_padding_form_flax_conv_takes_with_flaxs_result(padding, kernel, stride, dilation, seed):
+    """Same parameters, same outputs as ``flax.linen.Conv`` for each padding form it accepts for images."""
+    x = jax.random.normal(jax.random.PRNGKey(seed), (2, 9, 8, 3))
+    assume(not (isinstance(padding, str) and padding.upper() == "REFLECT" and (kernel - 1) * dilation >= 8))
+    ours = Conv2D(4, kernel, stride, padding, dilation)
+    variables = jax.tree.map(lambda v: v + 0.1, ours.init(jax.random.PRNGKey(1), x))
+    theirs = flax.linen.Conv(4, (kernel, kernel), (stride, stride), padding, kernel_dilation=(dilation, dilation))
+    assert jax.tree.map(jnp.shape, theirs.init(jax.random.PRNGKey(1), x)) == jax.tree.map(jnp.shape, variables)
+    np.testing.assert_allclose(ours.apply(variables, x), theirs.apply(variables, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding, message", [
+    ("CAUSAL", "'CAUSAL' pads one axis of a 1-D sequence"),
+    ("SAME_LOWER", "padding must be 'SAME', 'VALID', 'CIRCULAR', 'REFLECT', an int"),
+    ((1, 2, 3), "padding must be"),
+])
+def test_a_padding_form_not_taken_is_refused_naming_the_valid_ones(padding, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), padding=padding)

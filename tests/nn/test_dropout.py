@@ -68,3 +68,21 @@ def test_the_layer_is_unbiased_and_the_identity_outside_training():
 def test_rates_outside_zero_to_one_are_refused(rate):
     with pytest.raises(ValueError, match=r"dropout rate must lie in \[0, 1\)"):
         keep_threshold(rate)
+
+
+@settings(max_examples=10)
+@given(axes=st.sampled_from([(0,), (1,), (2,), (0, 2), (-1,)]), rate=st.sampled_from([0.2, 0.5]), seed=st.integers(0, 2 ** 16))
+def test_broadcast_dims_share_one_mask_value_along_those_axes(axes, rate, seed):
+    """As `flax.linen.Dropout(broadcast_dims=...)`: the kept pattern is constant along the broadcast axes."""
+    x = jnp.ones((6, 5, 4))
+    y = Dropout(rate, broadcast_dims=axes).apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(seed)})
+    kept = np.asarray(y != 0)
+    for axis in axes:
+        assert (kept == np.take(kept, [0], axis=axis)).all()
+    assert set(np.unique(np.asarray(y))) <= {0.0, float(y.max())}
+
+
+def test_a_broadcast_axis_outside_the_input_is_refused():
+    with pytest.raises(ValueError, match="name axis 3 of an input of rank 3"):
+        Dropout(0.5, broadcast_dims=(3,)).apply({}, jnp.ones((2, 2, 2)), deterministic=False,
+                                                rngs={"dropout": jax.random.PRNGKey(0)})

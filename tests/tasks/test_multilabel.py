@@ -14,7 +14,8 @@ from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.experiment.build import build_experiment
 from jaxdl.tasks import get_task
 from jaxdl.tasks.multilabel import multilabel_loss, multilabel_metrics
-from jaxdl.training.loop import evaluate, fit
+from jaxdl.training.evaluation import evaluate
+from jaxdl.training.loop import fit
 
 
 def _reference_loss(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -9,7 +9,8 @@ from jaxdl import checkpoint
 from jaxdl.distributed.parallel import compile_eval_step, compile_train_step
 from jaxdl.metrics import ClassificationMetrics
 from jaxdl.training.early_stopping import EarlyStopping
-from jaxdl.training.loop import MAX_STEPS_IN_FLIGHT, evaluate, fit
+from jaxdl.training.evaluation import evaluate
+from jaxdl.training.loop import MAX_STEPS_IN_FLIGHT, fit
 from jaxdl.training.state import InputSpec
 from tests.training.helpers import blobs, small_setup
 

@@ -13,7 +13,7 @@ from jaxdl.distributed.parallel import make_parallel
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.report.classification import PREDICTIONS
-from jaxdl.training.loop import evaluate
+from jaxdl.training.evaluation import evaluate
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state
 from jaxdl.training.step import make_eval_step
@@ -77,7 +77,7 @@ def test_averaged_evaluation_on_eight_devices_equals_the_single_device_one(strat
     results = {}
     for name in ("jit", strategy):
         parallel = make_parallel(name)
-        step = make_eval_step(parallel.prepare_model(model), softmax_cross_entropy, classification_metrics(3),
+        step = make_eval_step(model, softmax_cross_entropy, classification_metrics(3),
                               axis_name=parallel.axis_name, test_time=test_time)
         results[name] = evaluate(parallel.put_state(state), parallel.compile_eval_step(step), data, 64, parallel)
     single = evaluate(state, jax.jit(make_eval_step(model, softmax_cross_entropy, classification_metrics(3))), data, 64)

@@ -32,7 +32,7 @@ def _trajectory(model, decay, steps, parallel=None, precision="float32"):
     """Every state of ``steps`` steps on blobs (host copies), trained with ``decay`` (0: no average)."""
     parallel = parallel or make_parallel("jit")
     state = create_train_state(model, TX, SAMPLE, 0, precision, average=decay > 0)
-    step = make_train_step(parallel.prepare_model(model), softmax_cross_entropy, METRICS, TX, ema_decay=decay,
+    step = make_train_step(model, softmax_cross_entropy, METRICS, TX, ema_decay=decay,
                            axis_name=parallel.axis_name, precision=precision)
     step = parallel.compile_train_step(step)
     state, states = parallel.put_state(state), []

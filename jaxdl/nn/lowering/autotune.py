@@ -23,26 +23,21 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
-import hashlib
 import itertools
 import json
-import operator
-import os
 import pathlib
-import platform
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import warnings
 from typing import Callable, Hashable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
+from jaxdl.nn.lowering.cache import cache_file, load_choices, store_choices
+from jaxdl.nn.lowering.combine import combine, forward_and_tangent
 from jaxdl.nn.lowering.settings import current
 
 _MEMORY: dict[str, tuple[str, ...]] = {}
@@ -59,49 +54,6 @@ def enabled() -> bool:
     """Whether ``"auto"`` lowerings may be measured here: lowering mode ``"auto"`` with measuring on, on a CPU."""
     settings = current()
     return settings.mode == "auto" and settings.measure and jax.default_backend() == "cpu"
-
-
-def cache_file() -> pathlib.Path:
-    """This machine's on-disk cache of choices: one JSON file per CPU model, core count and jax version."""
-    base = (pathlib.Path(os.environ["JAXDL_CACHE"]) if os.environ.get("JAXDL_CACHE")
-            else pathlib.Path.home() / ".cache" / "jaxdl")
-    machine = json.dumps(_machine(), sort_keys=True)
-    return base / "autotune" / f"{hashlib.sha1(machine.encode()).hexdigest()[:16]}.json"
-
-
-def _machine() -> dict[str, str]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"cpu": model, "arch": platform.machine(), "cores": str(os.cpu_count()), "jax": jax.__version__,
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
-
-
-def _load(path: pathlib.Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return data["choices"] if isinstance(data.get("choices"), dict) else {}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError) as error:
-        warnings.warn(f"ignoring the unreadable autotune cache {path} ({error}); it will be rewritten", stacklevel=3)
-        return {}
-
-
-def _store(path: pathlib.Path, records: dict[str, dict]) -> None:
-    """Add choices to the cache file, written whole to a temporary file and renamed (never half-written)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        choices = _load(path)
-        choices.update(records)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-            json.dump({"machine": _machine(), "choices": choices}, handle, indent=1, sort_keys=True)
-        os.replace(handle.name, path)
-    except OSError as error:  # a read-only home must not stop training: the choices still hold for this process
-        warnings.warn(f"could not write the autotune cache {path}: {error}", stacklevel=3)
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -175,7 +127,7 @@ _DISK: dict[str, dict] = {}  # this machine's cache file, read once per process
 def _disk_choice(key: str, candidates: Mapping[str, Callable], length: int) -> tuple[str, ...] | None:
     path = str(cache_file())
     if path not in _DISK:
-        _DISK[path] = _load(pathlib.Path(path))
+        _DISK[path] = load_choices(pathlib.Path(path))
     record = _DISK[path].get(key)
     choice = record.get("choice") if isinstance(record, dict) else None
     # A record of the whole-step tuner of earlier versions (one name) is measured again.
@@ -271,7 +223,7 @@ def tune(fn: Callable[..., object], *args: object, axis_name: str | None = None)
         records = {}
         for key, request in pending.items():
             measured[key], records[key] = _measure(request)
-        _store(path, records)
+        store_choices(path, records)
         _DISK.pop(str(path), None)
         sys.stderr.write(f"jaxdl: timed {len(pending)} use(s) in {time.perf_counter() - start:.1f} s\n")
     if jax.process_count() > 1:
@@ -279,40 +231,6 @@ def tune(fn: Callable[..., object], *args: object, axis_name: str | None = None)
     with _LOCK:
         _MEMORY.update(measured)
     return measured
-
-
-def _forward_and_tangent(candidates, forward, gradients, primals, tangents):
-    # The candidates are linear in each argument, so the derivative is the sum over arguments of the function
-    # with that argument replaced by its tangent; each term may come from a different candidate.
-    out = candidates[forward](*primals)
-    terms = [candidates[gradients[i]](*primals[:i], tangent, *primals[i + 1:])
-             for i, tangent in enumerate(tangents) if not isinstance(tangent, SymbolicZero)]
-    return out, functools.reduce(operator.add, terms) if terms else jnp.zeros_like(out)
-
-
-def combine(candidates: Mapping[str, Callable[..., jax.Array]], forward: str,
-            gradients: Mapping[int, str]) -> Callable[..., jax.Array]:
-    """One function that runs ``candidates[forward]`` and differentiates argument ``i`` through
-    ``candidates[gradients[i]]`` (reverse mode transposes that candidate's linear map).
-
-    The candidates must be linear in each argument separately (a convolution in its image and in its kernel):
-    then the derivative along tangents ``(t_0, t_1, ...)`` is ``sum_i f(x_0, .., t_i, .., x_n)``. A
-    `jax.custom_jvp`, so forward mode, reverse mode and higher derivatives all work; differentiating an
-    argument missing from ``gradients`` is an error.
-    """
-    @jax.custom_jvp
-    def combined(*args):
-        return candidates[forward](*args)
-
-    def jvp(primals, tangents):
-        for i, tangent in enumerate(tangents):
-            if not isinstance(tangent, SymbolicZero) and i not in gradients:
-                raise ValueError(f"combine: argument {i} is differentiated, but no candidate was chosen for its "
-                                 f"gradient (chosen for {sorted(gradients)})")
-        return _forward_and_tangent(candidates, forward, gradients, primals, tangents)
-
-    combined.defjvp(jvp, symbolic_zeros=True)
-    return combined
 
 
 def tuned(op: str, candidates: Mapping[str, Callable[..., jax.Array]], params: Hashable,
@@ -333,7 +251,7 @@ def tuned(op: str, candidates: Mapping[str, Callable[..., jax.Array]], params: H
     def jvp(primals, tangents):
         wrt = tuple(i for i, tangent in enumerate(tangents) if not isinstance(tangent, SymbolicZero))
         forward, *gradients = fastest(op, candidates, primals, params, default, wrt)
-        return _forward_and_tangent(candidates, forward, dict(zip(wrt, gradients)), primals, tangents)
+        return forward_and_tangent(candidates, forward, dict(zip(wrt, gradients)), primals, tangents)
 
     run.defjvp(jvp, symbolic_zeros=True)
     return run
