@@ -55,7 +55,7 @@ def test_evaluate_changes_only_how_a_model_is_evaluated(tmp_path, capsys):
 @pytest.mark.parametrize("experiment, extra, message", [
     ("sunspots_lstm", ["--config.data.batch_size=16"], r"needs image inputs \[batch, height, width, channels\]"),
     ("shapes_unet", ["--config.data.image_size=32", "--config.model.widths=(4, 8)"], "one prediction per image"),
-    ("mnist_gan", [], "loss 'gan' is not supported"),
+    ("mnist_gan", [], "averages one prediction per image; loss 'gan' gives none"),
 ])
 def test_inputs_or_outputs_that_views_cannot_average_fail_before_training(tmp_path, capsys, experiment, extra, message):
     assert main(["train", str(ROOT / "experiments" / f"{experiment}.py"), "--workdir", str(tmp_path / "run"), *TINY,
