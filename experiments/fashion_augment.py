@@ -20,7 +20,7 @@ from jaxdl.config import load_config
 # + random erasing 89.27%, + mixup 89.11%, 3-pixel shifts 88.83%, no dropout 89.22%, 90 epochs 89.54%;
 # none 88.19%. Over seeds 0-2 the gain is +1.15 on average here, +1.10 with 48-96-192, +1.20 without dropout.
 AUGMENT = ("random_flip", "random_crop(padding=2)")
-# Views of what AUGMENT trained on, averaged at test time. Five seeds (session 14): 89.82% against 88.07% without
+# Views of what AUGMENT trained on, averaged at test time. Five seeds (docs/results.md): 89.82% against 88.07% without
 # augmentation (+1.75); on single views 89.14% (+1.07). A plain model gains +0.20 from shift views and loses 4-9
 # points from mirrors it never trained on.
 TEST_TIME_AUGMENT = ("horizontal_flip", "shifts(pixels=1)")

@@ -168,10 +168,16 @@ def load_config(experiment: str | pathlib.Path, overrides: Sequence[str] = ()) -
         raise FileNotFoundError(f"experiment file {str(path)!r} does not exist (expected e.g. experiments/mnist_cnn.py)")
     spec = importlib.util.spec_from_file_location(f"jaxdl_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except SyntaxError as error:
+        raise ValueError(f"{path}, line {error.lineno}: {error.msg}: the experiment file is not valid Python") from None
     if not hasattr(module, "get_config"):
         raise ValueError(f"{path} defines no get_config() returning an ml_collections.ConfigDict")
     config = module.get_config()
+    if not isinstance(config, ConfigDict):
+        raise TypeError(f"{path}: get_config() returned {type(config).__name__}, not an ml_collections.ConfigDict; "
+                        "start it from jaxdl.config.default_config()")
     for assignment in overrides:
         apply_override(config, assignment)
     return validate_config(config)

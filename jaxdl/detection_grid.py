@@ -37,7 +37,7 @@ def decode_predictions(predictions: jax.Array, image_size: int) -> tuple[jax.Arr
     """Every cell's box ``[b, g*g, 4]`` in pixels, score ``sigmoid(objectness) * max class probability`` and class."""
     b, g = predictions.shape[0], predictions.shape[1]
     box = jax.nn.sigmoid(predictions[..., 1:5])
-    rows, cols = jnp.meshgrid(jnp.arange(g), jnp.arange(g), indexing="ij")
+    rows, cols = jnp.meshgrid(jnp.arange(g, dtype=box.dtype), jnp.arange(g, dtype=box.dtype), indexing="ij")
     cx = (cols[None] + box[..., 0]) * image_size / g
     cy = (rows[None] + box[..., 1]) * image_size / g
     w, h = box[..., 2] * image_size, box[..., 3] * image_size

@@ -73,7 +73,7 @@ class ClassificationMetrics(Sums):
     ) -> "ClassificationMetrics":
         """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch]``; masked rows skipped."""
         m = as_mask(mask, loss.shape[0])
-        true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * m[:, None]
+        true = jax.nn.one_hot(labels, num_classes, dtype=jnp.int32) * m[:, None].astype(jnp.int32)
         pred = jax.nn.one_hot(predictions, num_classes, dtype=jnp.int32)
         return cls(
             **loss_and_count(loss, m),
@@ -195,7 +195,7 @@ class SegmentationMetrics(Sums):
         """Sums over one batch: ``loss: [batch]``, integer ``predictions`` and ``labels: [batch, h, w]``."""
         m = as_mask(mask, loss.shape[0])
         true = jax.nn.one_hot(labels.reshape(-1), num_classes, dtype=jnp.int32)
-        true = true * jnp.repeat(m, labels[0].size)[:, None]
+        true = true * jnp.repeat(m, labels[0].size)[:, None].astype(jnp.int32)
         pred = jax.nn.one_hot(predictions.reshape(-1), num_classes, dtype=jnp.int32)
         return cls(**loss_and_count(loss, m), confusion=true.T @ pred)
 

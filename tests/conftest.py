@@ -17,12 +17,12 @@ import jax  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 # Many tests compile the same programs (a smoke test's train run and its `evaluate` rebuild the same steps):
-# a persistent cache for this session turns the repeats into cache hits.
+# a persistent cache for this test run turns the repeats into cache hits.
 _CACHE = tempfile.mkdtemp(prefix="jaxdl-test-xla-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-# Pretrained imports go to a session cache, never the user's ~/.cache.
+# Pretrained imports go to this run's cache, never the user's ~/.cache.
 os.environ["JAXDL_CACHE"] = os.path.join(_CACHE, "jaxdl")
 # Subprocess tests (multi-host, SIGKILL and resume) share it through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
@@ -35,9 +35,13 @@ from jaxdl.nn import lowering  # noqa: E402
 
 lowering.configure(measure=False)
 
-# Silent broadcasting between arrays of different rank is a bug in library code: make it an error.
+# Silent broadcasting between arrays of different rank, and silent dtype promotion (an int32 array times a
+# float32 one, a float32 array drifting to float64), are bugs in library code: make both errors.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+# "jaxdl" (the default, what CI runs): derandomized, so a CI failure reproduces; cheap properties ask for more
+# examples and those whose examples each compile a program for fewer. "thorough" explores at random (200 each).
 settings.register_profile("jaxdl", deadline=None, max_examples=10, derandomize=True, print_blob=True)
 settings.register_profile("thorough", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxdl"))

@@ -145,8 +145,8 @@ def brightness_contrast(key: jax.Array, images: jax.Array, brightness: float = 0
         return images
     b = images.shape[0]
     kb, kc = jax.random.split(key)
-    offset = jax.random.uniform(kb, (b, 1, 1, 1), minval=-brightness, maxval=brightness)
-    factor = jax.random.uniform(kc, (b, 1, 1, 1), minval=1.0 - contrast, maxval=1.0 + contrast)
+    offset = jax.random.uniform(kb, (b, 1, 1, 1), images.dtype, minval=-brightness, maxval=brightness)
+    factor = jax.random.uniform(kc, (b, 1, 1, 1), images.dtype, minval=1.0 - contrast, maxval=1.0 + contrast)
     mean = images.mean(axis=(1, 2, 3), keepdims=True)
     return ((images - mean) * factor + mean + offset).astype(images.dtype)
 
@@ -190,8 +190,8 @@ def random_erasing(key: jax.Array, images: jax.Array, probability: float = 0.5, 
     height = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, h).astype(jnp.int32)
     width = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, w).astype(jnp.int32)
     # floor(u * (number of places)) is uniform over the places the rectangle fits.
-    top = jnp.floor(jax.random.uniform(k_top, (b,)) * (h - height + 1)).astype(jnp.int32)
-    left = jnp.floor(jax.random.uniform(k_left, (b,)) * (w - width + 1)).astype(jnp.int32)
+    top = jnp.floor(jax.random.uniform(k_top, (b,)) * (h - height + 1).astype(jnp.float32)).astype(jnp.int32)
+    left = jnp.floor(jax.random.uniform(k_left, (b,)) * (w - width + 1).astype(jnp.float32)).astype(jnp.int32)
     rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
     inside = ((rows >= top[:, None, None]) & (rows < (top + height)[:, None, None])
               & (cols >= left[:, None, None]) & (cols < (left + width)[:, None, None]))

@@ -1,4 +1,4 @@
-"""Text augmentation as the course teaches it (EDA, Wei & Zou 2019): synonym replacement, random insertion,
+"""Text augmentation (EDA, Wei & Zou 2019): synonym replacement, random insertion,
 random swap and random deletion of words, on the host, before tokenization.
 
 Synonyms come from a small curated list shipped with the package (`jaxdl/data/resources/synonyms.tsv`),

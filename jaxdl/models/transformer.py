@@ -1,7 +1,7 @@
 """Transformers: encoder and decoder blocks, block stacks (optionally one ``nn.scan``), a text classifier, an
 encoder-decoder seq2seq model with greedy decoding, a decoder-only language model with sampling, and a ViT.
 
-Blocks follow the course: attention and a position-wise feed-forward layer, each wrapped in a residual
+Blocks follow Vaswani et al. (2017): attention and a position-wise feed-forward layer, each wrapped in a residual
 connection and layer norm, applied before the sublayer (``norm="pre"``, stable for deep stacks) or after
 it (``norm="post"``, the original Transformer). With ``scan_layers`` a stack of identical blocks is one
 ``nn.scan`` over stacked parameters, so compile time stays flat as depth grows.

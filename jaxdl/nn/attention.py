@@ -57,7 +57,7 @@ def attention_weights(query: jax.Array, key: jax.Array, mask: jax.Array | None =
         logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     weights = jax.nn.softmax(logits, axis=-1)
     if mask is not None:
-        weights = weights * mask  # a query whose keys are all masked gets zero weights, not a uniform average
+        weights = jnp.where(mask, weights, 0.0)  # a query whose keys are all masked gets zero weights, not a uniform average
     return weights
 
 

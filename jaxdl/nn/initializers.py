@@ -1,6 +1,6 @@
 """Weight initializers by name.
 
-Names follow the course (Xavier/Glorot, He, LeCun); each returns a `jax.nn.initializers` function
+Names follow the papers (Xavier/Glorot, He, LeCun); each returns a `jax.nn.initializers` function
 ``init(key, shape, dtype) -> Array`` whose variance is scaled by the fan-in and/or fan-out of the layer.
 """
 

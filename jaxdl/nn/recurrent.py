@@ -22,7 +22,7 @@ Carry = Any
 
 
 class SimpleRNNCell(nn.Module):
-    """The course's recurrent cell: ``h_t = g(W_h h_{t-1} + W_x x_t + b)``, ``g`` chosen by name (tanh)."""
+    """The Elman recurrent cell: ``h_t = g(W_h h_{t-1} + W_x x_t + b)``, ``g`` chosen by name (tanh)."""
 
     hidden_size: int
     activation: str = "tanh"

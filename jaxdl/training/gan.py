@@ -26,6 +26,7 @@ import optax
 
 from jaxdl.metrics import Sums, as_mask
 from jaxdl.models.gan import GAN
+from jaxdl.training.optimizers import optimizer_update
 from jaxdl.training.state import TrainState, init_variables
 from jaxdl.training.weight_average import copy_params
 
@@ -78,7 +79,7 @@ def _bce_fake(logits: jax.Array) -> jax.Array:
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask, dtype=values.dtype), 1.0)
 
 
 def _model_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +119,7 @@ def discriminator_update(model: GAN, tx: optax.GradientTransformation, state: Tr
         return _masked_mean(per_image, mask), (per_image, real_logits, fake_logits)
 
     (_, (per_image, real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["discriminator"])
-    updates, d_opt = tx.update(grads, state.opt_state["discriminator"], state.params["discriminator"])
+    updates, d_opt = optimizer_update(tx, grads, state.opt_state["discriminator"], state.params["discriminator"])
     params = {**state.params, "discriminator": optax.apply_updates(state.params["discriminator"], updates)}
     state = state.replace(params=params, opt_state={**state.opt_state, "discriminator": d_opt})
     return state, {"d_loss": per_image, "real_correct": real_logits > 0, "fake_correct": fake_logits < 0}
@@ -138,7 +139,7 @@ def generator_update(model: GAN, tx: optax.GradientTransformation, state: TrainS
         return jnp.mean(per_image), (per_image, batch_stats)
 
     (_, (per_image, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["generator"])
-    updates, g_opt = tx.update(grads, state.opt_state["generator"], state.params["generator"])
+    updates, g_opt = optimizer_update(tx, grads, state.opt_state["generator"], state.params["generator"])
     params = {**state.params, "generator": optax.apply_updates(state.params["generator"], updates)}
     return state.replace(params=params, batch_stats=batch_stats, opt_state={**state.opt_state, "generator": g_opt}), per_image
 

@@ -141,3 +141,11 @@ def set_hyperparams(opt_state: Any, **values: float) -> Any:
 def learning_rate_at(schedule: Schedule, step: int) -> float:
     """The schedule's learning rate at ``step`` as a Python float (for logs)."""
     return float(jax.device_get(schedule(step)))
+
+
+def optimizer_update(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+    """``tx.update(grads, opt_state, params)`` traced with JAX's standard dtype promotion: optax's bias
+    corrections compute ``decay ** count`` from an integer step count, which strict promotion (what jaxdl's
+    own code is tested under) refuses."""
+    with jax.numpy_dtype_promotion("standard"):
+        return tx.update(grads, opt_state, params)

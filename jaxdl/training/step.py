@@ -18,6 +18,7 @@ import optax
 
 from jaxdl.losses import LossFn
 from jaxdl.metrics import Metrics, MetricsFn
+from jaxdl.training.optimizers import optimizer_update
 from jaxdl.training.precision import all_finite, cast_floating, compute_dtype
 from jaxdl.training.state import TrainState
 from jaxdl.training.weight_average import check_decay, update_average
@@ -134,7 +135,7 @@ def make_train_step(
             grads = loss_scale.unscale(grads)
         if penalty_fn is not None:
             grads = jax.tree.map(jnp.add, grads, jax.grad(penalty_fn)(state.params))
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = optimizer_update(tx, grads, state.opt_state, state.params)
         new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state, batch_stats=batch_stats)
         if ema_decay:

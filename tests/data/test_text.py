@@ -75,7 +75,7 @@ def test_a_tokenizer_without_pad_at_zero_is_refused(tmp_path):
     Tokenizer(models.WordLevel({"hello": 0, "[PAD]": 1}, unk_token="hello")).save(str(tmp_path / "t.json"))
     with pytest.raises(ValueError, match=r"\[PAD\] at id 0"):
         load_tokenizer(tmp_path / "t.json")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.json' does not exist"):
         load_tokenizer(tmp_path / "missing.json")
 
 

@@ -53,7 +53,10 @@ def test_unknown_keys_written_in_a_config_file_are_rejected(tmp_path):
         validate_config(config)
     path = tmp_path / "x.py"
     path.write_text("def get_config():\n    return 1\n")
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match=r"get_config\(\) returned int, not an ml_collections.ConfigDict"):
+        load_config(path)
+    path.write_text("def get_config(:\n    return 1\n")
+    with pytest.raises(ValueError, match=r"x.py, line 1: .*not valid Python"):
         load_config(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_config(tmp_path / "missing.py")

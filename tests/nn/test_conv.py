@@ -12,7 +12,7 @@ from jaxdl.nn import lowering
 from jaxdl.nn.conv import Conv2D, conv2d
 
 
-def course_conv(image, kernel, stride, padding):
+def loop_conv(image, kernel, stride, padding):
     """(I*K)(i, j) = sum_u sum_v I(i+u, j+v) K(u, v), summed over input channels, by explicit loops."""
     b, h, w, cin = image.shape
     kh, kw, _, cout = kernel.shape
@@ -42,12 +42,12 @@ def course_conv(image, kernel, stride, padding):
     cout=st.integers(1, 3), kernel=st.integers(1, 3), stride=st.integers(1, 3),
     padding=st.sampled_from(["SAME", "VALID"]), seed=st.integers(0, 10_000),
 )
-def test_conv2d_equals_course_formula(batch, height, width, cin, cout, kernel, stride, padding, seed):
+def test_conv2d_equals_the_loop_formula(batch, height, width, cin, cout, kernel, stride, padding, seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch, height, width, cin)).astype(np.float32)
     k = rng.normal(size=(kernel, kernel, cin, cout)).astype(np.float32)
     got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding))
-    np.testing.assert_allclose(got, course_conv(x, k, stride, padding), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, loop_conv(x, k, stride, padding), rtol=1e-4, atol=1e-4)
 
 
 @given(h=st.integers(4, 12), features=st.integers(1, 5), kernel=st.integers(1, 4), stride=st.integers(1, 2))
@@ -85,7 +85,7 @@ def test_bad_padding_is_explained():
         conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), padding="FULL")
 
 
-@settings(max_examples=8)  # each example compiles two convolutions and their gradients
+@settings(max_examples=15)  # each example compiles two convolutions and their gradients
 @given(
     batch=st.integers(1, 3), height=st.integers(1, 10), width=st.integers(1, 10), cin=st.integers(1, 4),
     cout=st.integers(1, 4), kh=st.integers(1, 4), kw=st.integers(1, 4), stride=st.integers(1, 3),
@@ -96,12 +96,9 @@ def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width
                                                             padding, seed):
     """The CPU fast path computes the native convolution, and its gradients, for any shape."""
     span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
-    if padding == "VALID" and (height < span_h or width < span_w):
-        return
-    if padding == 1 and (height + 2 < span_h or width + 2 < span_w):
-        return
-    if padding == ((2, 0), (0, 1)) and (height + 2 < span_h or width + 1 < span_w):
-        return
+    assume(not (padding == "VALID" and (height < span_h or width < span_w)))  # an empty output: refused, tested below
+    assume(not (padding == 1 and (height + 2 < span_h or width + 2 < span_w)))
+    assume(not (padding == ((2, 0), (0, 1)) and (height + 2 < span_h or width + 1 < span_w)))
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.normal(size=(batch, height, width, cin)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(kh, kw, cin, cout)), jnp.float32)
@@ -125,10 +122,9 @@ def test_patches_conv_equals_xla_conv_forward_and_gradients(batch, height, width
     height=st.integers(3, 9), channels=st.integers(1, 4), kernel=st.integers(1, 5), stride=st.integers(1, 2),
     padding=st.sampled_from(["SAME", "VALID", ((1, 1), (1, 1))]), seed=st.integers(0, 10_000),
 )
-def test_depthwise_conv_is_the_course_formula_per_channel_with_matching_gradients(height, channels, kernel, stride,
+def test_depthwise_conv_is_the_loop_formula_per_channel_with_matching_gradients(height, channels, kernel, stride,
                                                                                   padding, seed):
-    if padding == "VALID" and kernel > height:
-        return
+    assume(not (padding == "VALID" and kernel > height))
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(2, height, height + 1, channels)).astype(np.float32)
     k = rng.normal(size=(kernel, kernel, 1, channels)).astype(np.float32)
@@ -136,7 +132,7 @@ def test_depthwise_conv_is_the_course_formula_per_channel_with_matching_gradient
         got = np.asarray(conv2d(jnp.asarray(x), jnp.asarray(k), stride, padding, depthwise=True))
     if isinstance(padding, str):  # channel c alone, through the loop formula
         for c in range(channels):
-            np.testing.assert_allclose(got[..., c:c + 1], course_conv(x[..., c:c + 1], k[..., c:c + 1], stride, padding),
+            np.testing.assert_allclose(got[..., c:c + 1], loop_conv(x[..., c:c + 1], k[..., c:c + 1], stride, padding),
                                        rtol=1e-4, atol=1e-4)
 
     def gradients(impl):

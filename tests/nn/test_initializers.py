@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from jaxdl.nn.initializers import available_initializers, get_initializer
 
-VARIANCE = {  # the course's scaling rules
+VARIANCE = {  # the published scaling rules (Glorot & Bengio 2010, He et al. 2015, LeCun et al. 1998)
     "xavier": lambda fan_in, fan_out: 2.0 / (fan_in + fan_out),
     "glorot": lambda fan_in, fan_out: 2.0 / (fan_in + fan_out),
     "he": lambda fan_in, fan_out: 2.0 / fan_in,

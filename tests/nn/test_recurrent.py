@@ -13,7 +13,7 @@ def sigmoid(v):
 
 
 def numpy_loop(kind, p, x):
-    """The course equations, one time step at a time, in float64."""
+    """The cell equations, one time step at a time, in float64."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), p["cell"])
     batch, time, _ = x.shape
     hidden = p["recurrent"]["kernel"].shape[0]

@@ -29,7 +29,7 @@ def test_early_stopping_returns_the_best_epoch_not_the_last():
     # A validation "loss" that is smallest at epoch 3 (after 9 steps) and grows afterwards.
     def eval_step(state, batch):
         loss = jnp.abs(state.step.astype(jnp.float32) - 9.0)
-        return ClassificationMetrics(loss * batch["mask"].sum(), batch["mask"].sum().astype(jnp.int32),
+        return ClassificationMetrics(loss * batch["mask"].sum(dtype=jnp.float32), batch["mask"].sum().astype(jnp.int32),
                                      jnp.zeros((3, 3), jnp.int32))
 
     result, snapshots = _fit(eval_step=jax.jit(eval_step), num_epochs=8,

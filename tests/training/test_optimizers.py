@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxdl.training.optimizers import OPTIMIZERS, make_optimizer, make_schedule, set_hyperparams
+from jaxdl.training.optimizers import OPTIMIZERS, make_optimizer, make_schedule, optimizer_update, set_hyperparams
 
 
 def _params_and_grads(seed):
@@ -21,7 +21,7 @@ def _step(config, params, grads, steps=1):
     tx, _ = make_optimizer(config, steps_per_epoch=10, num_epochs=1)
     state = tx.init(params)
     for _ in range(steps):
-        updates, state = tx.update(grads, state, params)
+        updates, state = optimizer_update(tx, grads, state, params)
         params = optax.apply_updates(params, updates)
     return params
 
@@ -86,7 +86,7 @@ def test_every_optimizer_decreases_a_quadratic(name):
     loss = lambda p: jnp.sum(p["w"] ** 2)  # noqa: E731
     start = loss(params)
     for _ in range(20):
-        updates, state = tx.update(jax.grad(loss)(params), state, params)
+        updates, state = optimizer_update(tx, jax.grad(loss)(params), state, params)
         params = optax.apply_updates(params, updates)
     assert loss(params) < start
 
@@ -123,7 +123,7 @@ def test_a_tunable_optimizer_set_to_a_value_equals_the_plain_optimizer_built_wit
     state = set_hyperparams(tx.init(params), learning_rate=lr, weight_decay=wd)
     tuned = params
     for _ in range(3):
-        updates, state = tx.update(grads, state, tuned)
+        updates, state = optimizer_update(tx, grads, state, tuned)
         tuned = optax.apply_updates(tuned, updates)
     expected = _step({**base, "learning_rate": lr, "weight_decay": wd}, params, grads, steps=3)
     for a, b in zip(jax.tree.leaves(tuned), jax.tree.leaves(expected)):

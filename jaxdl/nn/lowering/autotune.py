@@ -216,16 +216,24 @@ def tune(fn: Callable[..., object], *args: object, axis_name: str | None = None)
         return {}
     measured: dict[str, tuple[str, ...]] = {}
     if jax.process_index() == 0:
-        path = cache_file()
-        sys.stderr.write(f"jaxdl: timing the lowerings of {len(pending)} convolution use(s) on this CPU before compiling "
-                         f"(once per machine, kept in {path}; jaxdl.nn.lowering.configure(measure=False) skips it)\n")
-        start = time.perf_counter()
-        records = {}
-        for key, request in pending.items():
-            measured[key], records[key] = _measure(request)
-        store_choices(path, records)
-        _DISK.pop(str(path), None)
-        sys.stderr.write(f"jaxdl: timed {len(pending)} use(s) in {time.perf_counter() - start:.1f} s\n")
+        with _LOCK:  # what this machine measured before (only process 0's disk counts in a multi-process run)
+            for key, request in pending.items():
+                cached = _disk_choice(key, request.candidates, len(request.fixed))
+                if cached is not None:
+                    measured[key] = cached
+        to_measure = {key: request for key, request in pending.items() if key not in measured}
+        if to_measure:
+            path = cache_file()
+            sys.stderr.write(f"jaxdl: timing the lowerings of {len(to_measure)} convolution use(s) on this CPU before "
+                             f"compiling (once per machine, kept in {path}; jaxdl.nn.lowering.configure(measure=False) "
+                             "skips it)\n")
+            start = time.perf_counter()
+            records = {}
+            for key, request in to_measure.items():
+                measured[key], records[key] = _measure(request)
+            store_choices(path, records)
+            _DISK.pop(str(path), None)
+            sys.stderr.write(f"jaxdl: timed {len(to_measure)} use(s) in {time.perf_counter() - start:.1f} s\n")
     if jax.process_count() > 1:
         measured = _from_process_zero(measured)
     with _LOCK:
