@@ -53,4 +53,5 @@ class PinnedSteps(policies.PreservationPolicy):
     steps: set = dataclasses.field(default_factory=set)
 
     def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> Sequence[bool]:
+        """Keep exactly the pinned steps (Orbax's preservation-policy protocol)."""
         return [info.step in self.steps for info in checkpoints]

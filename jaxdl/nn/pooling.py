@@ -7,7 +7,7 @@ whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -67,7 +67,7 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     return jnp.mean(x, axis=(1, 2))
 
 
-def get_pool(name: str):
+def get_pool(name: str) -> Callable[..., jax.Array]:
     """Return ``max_pool`` or ``avg_pool`` by name (``"max"``/``"avg"``), naming the valid ones otherwise."""
     pools = {"max": max_pool, "avg": avg_pool, "average": avg_pool}
     if name not in pools:

@@ -57,6 +57,7 @@ class _JsonlWriter:
         self.path = path
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one JSON line (nothing without a path: not process 0, or no work directory)."""
         if self.path is not None:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")

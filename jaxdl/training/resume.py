@@ -24,6 +24,7 @@ def to_json_leaves(tree: Any) -> list[list[Any]] | None:
 
 
 def from_json_leaves(leaves: list[list[Any]], like: Any) -> Any:
+    """The tree `to_json_leaves` wrote, rebuilt in the structure of ``like``."""
     return jax.tree.unflatten(jax.tree.structure(like), [np.asarray(v, dtype=d) for d, v in leaves])
 
 

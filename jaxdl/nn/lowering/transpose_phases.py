@@ -15,7 +15,8 @@ import numpy as np
 from jaxdl.nn.lowering.patches import conv2d_patches
 
 
-def phase_taps(size: int, kernel: int, stride: int, dilation: int, pad: tuple[int, int]):
+def phase_taps(size: int, kernel: int, stride: int, dilation: int,
+               pad: tuple[int, int]) -> tuple[int, int, int, int, np.ndarray]:
     """Along one axis: the output length, the number of output blocks ``q``, the window offsets
     ``(first, last)`` into the input, and ``taps[w, r]``: the kernel tap that phase ``r`` applies at window
     position ``w`` (``kernel`` where it applies none)."""
