@@ -124,8 +124,3 @@ def make_test_time_augmentation(specs: Sequence[str], combine: str = "probabilit
         return average(jax.lax.map(forward, stacked).astype(jnp.float32))
 
     return predict
-
-
-def predict_over_views(forward: Forward, images: jax.Array, test_time: TestTimeAugmentation | None) -> jax.Array:
-    """``forward(images)``, averaged over ``test_time``'s views when given: what every evaluation path calls."""
-    return forward(images) if test_time is None else test_time(forward, images)

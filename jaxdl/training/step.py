@@ -31,6 +31,12 @@ TrainStep = Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
 EvalStep = Callable[[TrainState, Batch], Metrics]
 
 
+def _over_views(forward: Callable[[jax.Array], jax.Array], x: jax.Array,
+                test_time: TestTimeAugmentation | None) -> jax.Array:
+    """``forward(x)``, or its outputs over ``test_time``'s views of ``x`` combined: what every evaluation path runs."""
+    return forward(x) if test_time is None else test_time(forward, x)
+
+
 def _rows(tree: Any) -> int:
     return jax.tree.leaves(tree)[0].shape[0]
 
@@ -174,7 +180,7 @@ def make_eval_step(model: nn.Module, loss_fn: LossFn, metrics_fn: MetricsFn, *, 
             return cast_floating(model.apply(variables, inputs, train=False), jnp.float32)
 
         inputs = cast_floating(x, dtype)
-        outputs = forward(inputs) if test_time is None else test_time(forward, inputs)
+        outputs = _over_views(forward, inputs, test_time)
         metrics = metrics_fn(outputs, y, loss_fn(outputs, y), mask)
         return jax.lax.psum(metrics, axis_name) if axis_name is not None else metrics
 
@@ -188,6 +194,6 @@ def make_predict_step(model: nn.Module, test_time: TestTimeAugmentation | None =
 
     def predict(state: TrainState, x: jax.Array) -> jax.Array:
         forward = functools.partial(model.apply, state.inference_variables(), train=False)
-        return forward(x) if test_time is None else test_time(forward, x)
+        return _over_views(forward, x, test_time)
 
     return predict
