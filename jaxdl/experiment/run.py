@@ -21,6 +21,7 @@ from jaxdl.report.curves import LearningCurves
 from jaxdl.report.tensorboard import TensorBoardLogger
 from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.evaluation import evaluate, scalar_metrics
+from jaxdl.training.hooks import Hook
 from jaxdl.training.loop import fit
 from jaxdl.training.state import count_params
 
@@ -56,22 +57,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     es = config.train.early_stopping
     early_stopping = EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
                                    min_delta=es.min_delta, restore_best=es.restore_best)
-    callbacks: list[Any] = []
+    hooks: list[Hook] = []
     if jax.process_index() == 0:
-        callbacks.append(LearningCurves(workdir, early_stopping))
+        hooks.append(LearningCurves(workdir, early_stopping))
         if config.train.tensorboard:
-            callbacks.append(TensorBoardLogger(workdir / "tensorboard"))
-        callbacks += exp.task.hooks(exp.model, config, workdir)
+            hooks.append(TensorBoardLogger(workdir / "tensorboard"))
+        hooks += exp.task.hooks(exp.model, config, workdir)
     result = fit(
         exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,
         validation_data=exp.data.validation, test_data=exp.data.test, eval_batch_size=config.data.eval_batch_size,
         early_stopping=early_stopping, workdir=workdir, log_every=config.train.log_every, schedule=exp.schedule,
-        input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel, callbacks=callbacks,
+        input_spec=exp.input_spec, progress=config.train.progress, parallel=exp.parallel, hooks=hooks,
         checkpoint_policy=checkpoint_policy(config), resume=resume,
     )
-    for callback in callbacks:
-        callback.close()
     summary = dict(result.summary)
     placed = exp.parallel.put_state(result.state)
     if exp.test_time_eval_step is not None:
@@ -107,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
     if jax.process_index() == 0:
         outputs = exp.task.write_outputs(exp.model, result.state, exp.data, workdir, config.data.eval_batch_size,
-                                         exp.test_time, callbacks)
+                                         exp.test_time, hooks)
         summary.setdefault("test", {}).update(outputs.pop("test", {}))
         summary.update(outputs)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -9,28 +9,26 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxdl.models.gan import GAN
 from jaxdl.report.plots import plot_image_grid
 from jaxdl.training.gan import sample_grid
+from jaxdl.training.hooks import Hook, Loop
 from jaxdl.training.state import TrainState
 
 
-class SampleSheets:
-    """A `fit` callback: ``samples/epoch_NNN.png`` (and ``samples.png``, the latest) from the same 64 latents."""
+class SampleSheets(Hook):
+    """A `fit` hook: ``samples/epoch_NNN.png`` (and ``samples.png``, the latest) from the same 64 latents."""
 
     def __init__(self, model: GAN, workdir: str | pathlib.Path) -> None:
         self.model, self.directory = model, pathlib.Path(workdir) / "samples"
 
-    def __call__(self, epoch: int, row: dict[str, Any], state: TrainState) -> None:
-        images = sample_grid(self.model, state)
+    def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
+        """Draw the epoch's sheet (the pictures are written at once: nothing to flush)."""
+        images = sample_grid(self.model, loop.state)
         self.directory.mkdir(parents=True, exist_ok=True)
-        plot_image_grid(images, self.directory / f"epoch_{epoch:03d}.png", title=f"epoch {epoch}")
-        plot_image_grid(images, self.directory.parent / "samples.png", title=f"epoch {epoch}")
-
-    def close(self) -> None:
-        """Nothing to flush (the pictures are written at once)."""
+        plot_image_grid(images, self.directory / f"epoch_{loop.epoch:03d}.png", title=f"epoch {loop.epoch}")
+        plot_image_grid(images, self.directory.parent / "samples.png", title=f"epoch {loop.epoch}")
 
 
 class SampleJudge:
@@ -66,23 +64,20 @@ class SampleJudge:
                 "class_shares": [round(float(s), 4) for s in shares], "smallest_class_share": float(shares.min())}
 
 
-class JudgeEachEpoch:
-    """A `fit` callback: the `SampleJudge`'s verdict on the generator after every epoch, appended to
+class JudgeEachEpoch(Hook):
+    """A `fit` hook: the `SampleJudge`'s verdict on the generator after every epoch, appended to
     ``samples/judge.jsonl`` (and printed), so a run shows how recognisable its samples grow epoch by epoch."""
 
-    def __init__(self, model: GAN, judge: SampleJudge, workdir: str | pathlib.Path, progress: bool = True) -> None:
-        self.model, self.judge, self.progress = model, judge, progress
+    def __init__(self, model: GAN, judge: SampleJudge, workdir: str | pathlib.Path) -> None:
+        self.model, self.judge = model, judge
         self.path = pathlib.Path(workdir) / "samples" / "judge.jsonl"
 
-    def __call__(self, epoch: int, row: dict[str, Any], state: TrainState) -> None:
-        verdict = {"epoch": epoch, "step": row.get("step"), **self.judge(self.model, state)}
+    def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
+        """Judge the epoch's generator; the verdict is appended at once (nothing to flush) and shown."""
+        verdict = {"epoch": loop.epoch, "step": row.get("step"), **self.judge(self.model, loop.state)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(verdict) + "\n")
-        if self.progress:
-            tqdm.write(f"epoch {epoch}: {verdict['confident_fraction']:.1%} of {verdict['samples']} samples judged "
-                       f"confidently, smallest class share {verdict['smallest_class_share']:.1%}")
-
-    def close(self) -> None:
-        """Nothing to flush (each verdict is appended at once)."""
+        loop.say(f"epoch {loop.epoch}: {verdict['confident_fraction']:.1%} of {verdict['samples']} samples judged "
+                 f"confidently, smallest class share {verdict['smallest_class_share']:.1%}")
 

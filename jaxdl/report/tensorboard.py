@@ -1,13 +1,15 @@
-"""TensorBoard event files for a run: an optional sink, a `fit` callback, never needed by a step."""
+"""TensorBoard event files for a run: an optional sink, a `fit` hook, never needed by a step."""
 
 from __future__ import annotations
 
 import pathlib
 from typing import Any
 
+from jaxdl.training.hooks import Hook, Loop
 
-class TensorBoardLogger:
-    """``fit`` callback writing each epoch's numbers (``train_loss``, ``val_accuracy``, ``epoch_seconds``...) as
+
+class TensorBoardLogger(Hook):
+    """A `fit` hook writing each epoch's numbers (``train_loss``, ``val_accuracy``, ``epoch_seconds``...) as
     TensorBoard scalars at the epoch's global step, under ``directory``. Needs the ``tensorboard`` extra."""
 
     def __init__(self, directory: str | pathlib.Path) -> None:
@@ -17,8 +19,9 @@ class TensorBoardLogger:
             raise ImportError("train.tensorboard needs tensorboardX: pip install 'jaxdl[tensorboard]'") from exc
         self.writer = SummaryWriter(str(directory))
 
-    def __call__(self, epoch: int, row: dict[str, Any], state: Any) -> None:
-        step = int(row.get("step", epoch))
+    def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
+        """Write the epoch's scalars (``train_loss`` as ``loss/train``) and flush, so a watching TensorBoard sees them."""
+        step = int(row.get("step", loop.epoch))
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):
                 split, _, name = key.partition("_")
@@ -26,6 +29,10 @@ class TensorBoardLogger:
                 self.writer.add_scalar(tag, float(value), step)
         self.writer.flush()
 
-    def close(self) -> None:
+    def on_fit_end(self, loop: Loop) -> None:
         """Flush and close the event file."""
+        self.writer.close()
+
+    def on_error(self, loop: Loop, error: BaseException) -> None:
+        """Close the event file: the epochs written so far stay readable."""
         self.writer.close()

@@ -115,7 +115,8 @@ class Task:
     # -- around training ----------------------------------------------------------------------------------
 
     def hooks(self, model: Any, config: ml_collections.ConfigDict, workdir: pathlib.Path) -> list[Any]:
-        """Epoch callbacks ``(epoch, row, state)`` this task adds on process 0 (the default: none)."""
+        """The `jaxdl.training.hooks.Hook` objects (figures, judges) this task adds to `fit` on process 0 (the
+        default: none); `write_outputs` gets them back after training."""
         return []
 
     def write_outputs(self, model: Any, state: TrainState, data: Any, workdir: pathlib.Path, batch_size: int,

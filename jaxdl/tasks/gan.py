@@ -71,7 +71,7 @@ class AdversarialGeneration(Task):
         """A sample sheet each epoch and, with ``train.judge_workdir``, the judge's verdict each epoch."""
         hooks: list[Any] = [SampleSheets(model, workdir)]
         if config.train.judge_workdir:
-            hooks.append(JudgeEachEpoch(model, SampleJudge(config.train.judge_workdir), workdir, config.train.progress))
+            hooks.append(JudgeEachEpoch(model, SampleJudge(config.train.judge_workdir), workdir))
         return hooks
 
     def write_outputs(self, model: Any, state: Any, data: Any, workdir: pathlib.Path, batch_size: int,

@@ -1,11 +1,14 @@
-"""The training loop: epochs of compiled steps, evaluation, early stopping, logs, checkpoints, resume.
+"""The training loop: a short kernel of compiled steps and evaluations, and `fit`, which assembles its hooks.
 
-Figures, TensorBoard and other watchers are ``callbacks(epoch, row, state)`` called after each epoch's
-row is logged (`jaxdl.report.curves.LearningCurves` redraws the learning curves).
+`run_loop` runs epochs of ``train_step`` and, after each, ``eval_step`` over the validation data; everything
+else is a `jaxdl.training.hooks.Hook` on it: the metrics log, the progress bar, early stopping, checkpoints,
+and the caller's figures and TensorBoard. `fit` checks its arguments, resumes from a work directory's newest
+good checkpoint, builds the built-in hooks in their order and runs the kernel.
 
-The loop is thin on purpose: all numerical work is in the compiled steps. The host only waits for the
-device at logging intervals, and never lets more than `MAX_STEPS_IN_FLIGHT` steps queue up (a long
-queue of collective-bearing steps can deadlock multi-device CPU runs, and it buys nothing).
+The kernel is thin on purpose: all numerical work is in the compiled steps. The host waits for the device
+only at logging intervals (or a step a hook asks to see), and never lets more than `MAX_STEPS_IN_FLIGHT`
+steps queue up (a long queue of collective-bearing steps can deadlock multi-device CPU runs, and it buys
+nothing). The loss is checked for NaN/inf at every sync, before any hook sees it: a NaN state is never saved.
 
 A checkpoint holds the state and the loop's position (epoch, batch, early-stopping state, history, the
 epoch's partial training metrics). Batches are a function of ``(seed, epoch, index)`` and dropout keys of
@@ -21,11 +24,11 @@ import json
 import math
 import pathlib
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxdl.checkpoint import Checkpointer, CheckpointPolicy
 from jaxdl.data.pipeline import ArrayDataset, num_train_batches
@@ -33,14 +36,14 @@ from jaxdl.data.prefetch import prefetch
 from jaxdl.distributed.parallel import Parallel
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.evaluation import JIT, evaluate, merge_metrics_jit, scalar_metrics
-from jaxdl.training.resume import Position, from_json_leaves, resume_run, to_json_leaves
+from jaxdl.training.hooks import EarlyStop, Hook, Loop, MetricsLog, ProgressBar, SaveCheckpoints, as_hook
+from jaxdl.training.resume import Position, from_json_leaves, resume_run
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
 
 # Measured on 2 cores with 8 host devices and one competing busy process: 16 steps in flight hung the pmap and
 # mesh steps' all-reduce in 5 of 5 runs, 8 passed 2 of 2, 4 passed 6 of 6. Four queued steps still hide
 # the host's dispatch time.
 MAX_STEPS_IN_FLIGHT = 4
-SHOWN_METRICS = ("loss", "accuracy", "exact_match", "mae")  # on the progress bar and epoch lines
 
 
 @dataclasses.dataclass
@@ -52,17 +55,6 @@ class FitResult:
     summary: dict[str, Any]
 
 
-class _JsonlWriter:
-    def __init__(self, path: pathlib.Path | None) -> None:
-        self.path = path
-
-    def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` as one JSON line (nothing without a path: not process 0, or no work directory)."""
-        if self.path is not None:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-
-
 def _check_finite(value: float, step: int, epoch: int, learning_rate: float | None) -> None:
     if not math.isfinite(value):
         lr = f" (learning rate {learning_rate:.3g})" if learning_rate is not None else ""
@@ -71,6 +63,78 @@ def _check_finite(value: float, step: int, epoch: int, learning_rate: float | No
             "the last good checkpoint is untouched. Lower optimizer.learning_rate, set optimizer.clip_norm, "
             "or check the inputs for NaN/inf."
         )
+
+
+def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_step: Callable,
+             train_data: ArrayDataset, validation_data: ArrayDataset | None, eval_batch_size: int, log_every: int,
+             schedule: Callable[[int], Any] | None = None) -> dict[str, float] | None:
+    """Run epochs ``loop.epoch`` to ``loop.num_epochs`` (from batch ``loop.position.batch`` of the first when it
+    resumes mid-epoch) until a hook stops the loop, calling ``hooks`` as `jaxdl.training.hooks.Hook` describes.
+
+    ``loop.state`` must already be placed by ``loop.parallel``; it is replaced by each step's output. Returns the
+    last epoch's validation metrics (None without validation data).
+    """
+    position, parallel = loop.position, loop.parallel
+    rows = parallel.host_rows(loop.batch_size)
+    last_validation = None
+    for hook in hooks:
+        hook.on_fit_start(loop)
+    try:
+        while loop.epoch <= loop.num_epochs and not loop.stopping:
+            epoch_start = time.perf_counter()
+            loop.batch = position.batch if loop.epoch == position.epoch else 0
+            resumed_sums = position.epoch_sums if loop.batch else None
+            loop.epoch_sums, window = None, None
+            in_flight: collections.deque = collections.deque()
+            for hook in hooks:
+                hook.on_epoch_start(loop)
+            batches = train_data.train_batches(loop.batch_size, loop.seed, loop.epoch, start=loop.batch, rows=rows)
+            for batch in prefetch(batches, parallel.put_batch):
+                loop.state, batch_metrics = train_step(loop.state, batch)
+                window = merge_metrics_jit(window, batch_metrics) if window is not None else batch_metrics
+                loop.step += 1
+                loop.batch += 1
+                in_flight.append(batch_metrics)
+                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+                    jax.block_until_ready(in_flight.popleft())
+                wanted = [hook.wants_metrics(loop) for hook in hooks]  # every hook is asked: none is skipped
+                if loop.batch % log_every == 0 or loop.batch == loop.steps_per_epoch or any(wanted):
+                    host = parallel.to_host(window)
+                    if resumed_sums is not None:
+                        loop.epoch_sums, resumed_sums = from_json_leaves(resumed_sums, host), None
+                    loop.epoch_sums = host if loop.epoch_sums is None else jax.tree.map(np.add, loop.epoch_sums, host)
+                    in_flight.clear()
+                    values = host.compute()
+                    lr = float(jax.device_get(schedule(loop.step - 1))) if schedule is not None else None
+                    _check_finite(values["loss"], loop.step, loop.epoch, lr)  # before any hook can save the state
+                    record = {"kind": "train", "epoch": loop.epoch, "step": loop.step, **scalar_metrics(values),
+                              **({"learning_rate": lr} if lr is not None else {})}
+                    for hook in hooks:
+                        hook.on_metrics(loop, record)
+                    window = None
+                for hook in hooks:
+                    hook.on_step(loop)
+            position.train_seconds += time.perf_counter() - epoch_start
+            row: dict[str, Any] = {"epoch": loop.epoch, "step": loop.step}
+            row.update({f"train_{k}": v for k, v in scalar_metrics(loop.epoch_sums.compute()).items()})
+            if validation_data is not None:
+                last_validation = scalar_metrics(evaluate(loop.state, eval_step, validation_data, eval_batch_size, parallel))
+                row.update({f"val_{k}": v for k, v in last_validation.items()})
+            row["epoch_seconds"] = time.perf_counter() - epoch_start
+            loop.history.append(row)
+            for hook in hooks:
+                hook.on_epoch_end(loop, row)
+            loop.epoch += 1
+    except BaseException as error:
+        for hook in hooks:
+            try:
+                hook.on_error(loop, error)
+            except Exception as hook_error:  # the loop's error is the one to see; a hook's is a footnote
+                warnings.warn(f"{type(hook).__name__}.on_error failed: {hook_error}", stacklevel=2)
+        raise
+    for hook in hooks:
+        hook.on_fit_end(loop)
+    return last_validation
 
 
 def fit(
@@ -92,7 +156,7 @@ def fit(
     input_spec: InputSpec | None = None,
     progress: bool = True,
     parallel: Parallel = JIT,
-    callbacks: Sequence[Callable[[int, dict[str, Any], TrainState], None]] = (),
+    hooks: Sequence[Hook | Callable[[int, dict[str, Any], TrainState], None]] = (),
     checkpoint_policy: CheckpointPolicy | None = None,
     resume: bool | None = None,
 ) -> FitResult:
@@ -106,7 +170,9 @@ def fit(
     ``checkpoint_policy`` says (default: each epoch, latest 2 and the early-stopping best) and writes
     ``summary.json`` (validation and test metrics, wall time, ``checkpoint_step`` of the returned state).
     ``resume`` None continues from the workdir's newest good checkpoint when there is one, True requires
-    one, False refuses a workdir that has checkpoints (it would mix two runs).
+    one, False refuses a workdir that has checkpoints (it would mix two runs). ``hooks`` (each a
+    `jaxdl.training.hooks.Hook`, or a plain ``(epoch, row, state)`` function called after each epoch) run
+    after the built-in log, progress bar and early stopping, and before the checkpoint is saved.
 
     ``parallel`` (from `make_parallel`, and the one that compiled the steps) places the state and the
     batches on the devices; the returned state is the single logical copy. In a multi-host run every process
@@ -120,7 +186,6 @@ def fit(
     writes = workdir is not None and jax.process_index() == 0
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-    log = _JsonlWriter(workdir / "metrics.jsonl" if writes else None)
     progress = progress and jax.process_index() == 0
     parallel.check_batch_size(batch_size)
     if input_spec is not None:
@@ -130,6 +195,7 @@ def fit(
     steps_per_epoch = num_train_batches(len(train_data), batch_size)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the {len(train_data)} training examples")
+    user_hooks = [as_hook(hook) for hook in hooks]  # refuse a wrong hook before anything runs
     if early_stopping is None and validation_data is not None:
         early_stopping = EarlyStopping(monitor=AUTO, patience=None, restore_best=False)
     checkpointer = None
@@ -147,97 +213,25 @@ def fit(
         raise ValueError(f"{workdir}/checkpoints already holds checkpoints of a run; resume it or use another workdir")
     if has_checkpoint:
         state, position, best_state = resume_run(checkpointer, state, parallel, seed, batch_size, early_stopping, workdir)
-        if progress:
-            tqdm.write(f"resuming from step {int(jax.device_get(state.step))}: epoch {position.epoch}, "
-                       f"batch {position.batch}/{steps_per_epoch}")
         if best_state is not None:  # its own buffers: the step donates the state's, which may alias a restored copy
             best_state = jax.tree.map(lambda a: a.copy(), parallel.put_state(best_state))
-    history, last_validation = position.history, None
-    step = int(jax.device_get(state.step))  # the state arrives as one host/device copy
-    state = parallel.put_state(state)
-    rows = parallel.host_rows(batch_size)
-    every_steps = checkpointer.policy.every_steps if checkpointer else 0
-
-    def loop_position(epoch: int, batch: int, sums: Any) -> dict[str, Any]:
-        return {"epoch": epoch, "batch": batch, "history": history, "train_seconds": position.train_seconds,
-                "epoch_sums": to_json_leaves(sums), "best_step": position.best_step,
-                "stopped_early": position.stopped_early, "seed": seed, "batch_size": batch_size,
-                "early_stopping": dataclasses.asdict(early_stopping) if early_stopping else None}
-
-    try:
-        epoch = position.epoch
-        while epoch <= num_epochs and not position.stopped_early:
-            epoch_start = time.perf_counter()
-            window, epoch_sums = None, None
-            start = position.batch if epoch == position.epoch else 0
-            resumed_sums = position.epoch_sums if start else None
-            in_flight: collections.deque = collections.deque()
-            bar = tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch}/{num_epochs}", disable=not progress,
-                       leave=True, dynamic_ncols=True)
-            batches = train_data.train_batches(batch_size, seed, epoch, start=start, rows=rows)
-            for i, batch in enumerate(prefetch(batches, parallel.put_batch), start=start):
-                state, batch_metrics = train_step(state, batch)
-                window = merge_metrics_jit(window, batch_metrics) if window is not None else batch_metrics
-                step += 1
-                in_flight.append(batch_metrics)
-                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
-                    jax.block_until_ready(in_flight.popleft())
-                save_now = every_steps and step % every_steps == 0 and i + 1 < steps_per_epoch
-                if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch or save_now:
-                    host = parallel.to_host(window)
-                    if resumed_sums is not None:
-                        epoch_sums, resumed_sums = from_json_leaves(resumed_sums, host), None
-                    epoch_sums = host if epoch_sums is None else jax.tree.map(np.add, epoch_sums, host)
-                    in_flight.clear()
-                    values = host.compute()
-                    lr = float(jax.device_get(schedule(step - 1))) if schedule is not None else None
-                    _check_finite(values["loss"], step, epoch, lr)  # before any save: a NaN state is never written
-                    bar.set_postfix({k: f"{values[k]:.4f}" for k in SHOWN_METRICS if k in values})
-                    log.write({"kind": "train", "epoch": epoch, "step": step, **scalar_metrics(values),
-                               **({"learning_rate": lr} if lr is not None else {})})
-                    window = None
-                    if save_now:
-                        checkpointer.save(step, parallel.get_state(state), loop_position(epoch, i + 1, epoch_sums))
-                bar.update(1)
-            bar.close()
-            position.train_seconds += time.perf_counter() - epoch_start
-            row: dict[str, Any] = {"epoch": epoch, "step": step}
-            row.update({f"train_{k}": v for k, v in scalar_metrics(epoch_sums.compute()).items()})
-            if validation_data is not None:
-                last_validation = scalar_metrics(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
-                row.update({f"val_{k}": v for k, v in last_validation.items()})
-            row["epoch_seconds"] = time.perf_counter() - epoch_start
-            history.append(row)
-            log.write({"kind": "epoch", **row})
-            message = "  ".join(f"{k}={v:.4f}" for k, v in row.items() if k.endswith(SHOWN_METRICS))
-            if progress:
-                tqdm.write(f"epoch {epoch}: {message}  ({row['epoch_seconds']:.1f}s)")
-            improved = False
-            if early_stopping is not None:
-                improved = early_stopping.update(epoch, row)
-                if improved and early_stopping.restore_best:
-                    best_state = jax.tree.map(lambda a: a.copy(), state)
-                    position.best_step = step
-                position.stopped_early = early_stopping.should_stop
-            for callback in callbacks:
-                callback(epoch, row, state)
-            if checkpointer is not None:
-                policy = checkpointer.policy
-                last = epoch == num_epochs or position.stopped_early
-                if last or (improved and early_stopping.restore_best) or (policy.every_epochs and epoch % policy.every_epochs == 0):
-                    if position.best_step is not None:
-                        checkpointer.pinned.steps = {position.best_step}
-                    checkpointer.save(step, parallel.get_state(state), loop_position(epoch + 1, 0, None), row)
-            if position.stopped_early and progress:
-                tqdm.write(f"early stopping after epoch {epoch}: {early_stopping.monitor} has not improved for "
-                           f"{early_stopping.patience} epochs (best {early_stopping.best_value:.4f} at epoch {early_stopping.best_epoch})")
-            epoch += 1
-    except BaseException:
-        if checkpointer is not None:
-            checkpointer.close_after_error()  # the last good save still lands; a crash never half-writes one
-        raise
+    loop = Loop(num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, seed=seed, batch_size=batch_size,
+                parallel=parallel, workdir=workdir, early_stopping=early_stopping, progress=progress,
+                step=int(jax.device_get(state.step)),  # the state arrives as one host/device copy
+                state=parallel.put_state(state), position=position, epoch=position.epoch, best_state=best_state)
+    if has_checkpoint:
+        loop.say(f"resuming from step {loop.step}: epoch {position.epoch}, batch {position.batch}/{steps_per_epoch}")
+    all_hooks: list[Hook] = [MetricsLog(workdir / "metrics.jsonl")] if writes else []
+    all_hooks.append(ProgressBar())
+    if early_stopping is not None:
+        all_hooks.append(EarlyStop(early_stopping))
+    all_hooks += user_hooks
     if checkpointer is not None:
-        checkpointer.close()  # waits for the last save and raises its failure, if any
+        all_hooks.append(SaveCheckpoints(checkpointer))  # last: an epoch's checkpoint holds every hook's verdict
+    last_validation = run_loop(loop, all_hooks, train_step=train_step, eval_step=eval_step, train_data=train_data,
+                               validation_data=validation_data, eval_batch_size=eval_batch_size,
+                               log_every=log_every, schedule=schedule)
+    state, best_state, history = loop.state, loop.best_state, loop.history
     if best_state is not None:
         state = best_state
     returned_step = int(parallel.to_host(parallel.get_state(state).step))

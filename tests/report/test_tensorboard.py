@@ -1,8 +1,12 @@
 import struct
 
+import numpy as np
 from tensorboardX.proto.event_pb2 import Event
 
+from jaxdl.distributed.parallel import compile_eval_step, compile_train_step
 from jaxdl.report.tensorboard import TensorBoardLogger
+from jaxdl.training.loop import fit
+from tests.training.helpers import blobs, small_setup
 
 
 def scalar_metrics(directory):
@@ -19,11 +23,14 @@ def scalar_metrics(directory):
     return out
 
 
-def test_epoch_rows_become_scalars_grouped_by_metric(tmp_path):
-    logger = TensorBoardLogger(tmp_path)
-    logger(1, {"epoch": 1, "step": 10, "train_loss": 0.5, "val_loss": 0.7, "epoch_seconds": 2.0}, None)
-    logger(2, {"epoch": 2, "step": 20, "train_loss": 0.25, "val_loss": 0.6, "epoch_seconds": 1.5}, None)
-    logger.close()
+def test_each_epoch_row_becomes_scalars_grouped_by_metric(tmp_path):
+    _, state, step, eval_step, _ = small_setup()
+    result = fit(state, train_step=compile_train_step(step), eval_step=compile_eval_step(eval_step),
+                 train_data=blobs(64), validation_data=blobs(20, seed=3), batch_size=16, num_epochs=2,
+                 progress=False, hooks=[TensorBoardLogger(tmp_path)])  # fit closes it (on_fit_end)
     scalars = scalar_metrics(tmp_path)
-    assert ("loss/train", 20, 0.25) in scalars and ("loss/val", 10, 0.699999988079071) in scalars
-    assert ("epoch_seconds", 10, 2.0) in scalars and len(scalars) == 6
+    expected = [(f"{key.partition('_')[2]}/{key.partition('_')[0]}" if key.startswith(("train_", "val_")) else key,
+                 row["step"], np.float32(value)) for row in result.history for key, value in row.items()
+                if key not in ("epoch", "step")]
+    assert sorted(scalars) == sorted(expected)
+    assert {"loss/train", "loss/val", "accuracy/val", "epoch_seconds"} <= {tag for tag, _, _ in scalars}

@@ -21,7 +21,7 @@ def _fit(tmp_path=None, eval_step=None, **kwargs):
     result = fit(state, train_step=compile_train_step(step), eval_step=eval_step or compile_eval_step(default_eval),
                  train_data=blobs(96), validation_data=blobs(40, seed=5), test_data=blobs(30, seed=6), batch_size=32,
                  eval_batch_size=16, workdir=tmp_path, log_every=2, schedule=schedule, progress=False,
-                 callbacks=[lambda epoch, row, s: snapshots.__setitem__(epoch, jax.device_get(s.params))], **kwargs)
+                 hooks=[lambda epoch, row, s: snapshots.__setitem__(epoch, jax.device_get(s.params))], **kwargs)
     return result, snapshots
 
 
@@ -46,7 +46,7 @@ def test_fit_writes_logs_checkpoint_and_summary(tmp_path):
     assert {r["kind"] for r in records} == {"train", "epoch"}
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2]
     assert all("learning_rate" in r for r in records if r["kind"] == "train")
-    assert not (tmp_path / "learning_curves.png").exists()  # figures are callbacks (jaxdl.report.curves)
+    assert not (tmp_path / "learning_curves.png").exists()  # figures are hooks (jaxdl.report.curves)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["test"]["count"] == 30 and summary["validation"]["count"] == 40
     assert summary["wall_seconds"] > 0
