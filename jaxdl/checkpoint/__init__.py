@@ -2,7 +2,7 @@
 
 `Checkpointer` (manager.py) saves and restores one run's steps as `CheckpointPolicy` (policy.py) says;
 every restore checks the arrays against their `fingerprints` (fingerprints.py) and the target's structure
-(structure.py); files.py has one-call helpers; errors.py the errors they raise.
+(structure.py); a step that does not is set aside or skipped with one warning line (quiet.py); files.py has one-call helpers; errors.py the errors they raise.
 """
 
 from jaxdl.checkpoint.errors import CheckpointError, CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError

@@ -13,6 +13,7 @@ returns once the arrays are copied off the devices; a failed background write is
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import warnings
 from typing import Any, Callable
@@ -20,11 +21,13 @@ from typing import Any, Callable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxdl.checkpoint.errors import CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError
 from jaxdl.checkpoint.fingerprints import checksums, fingerprints
 from jaxdl.checkpoint.policy import CheckpointPolicy, PinnedSteps
+from jaxdl.checkpoint.quiet import one_line, quiet_stale_callbacks
 from jaxdl.checkpoint.structure import absent_empty_fields, abstract_state, describe_mismatch, dtypes_by_path, shapes_by_path
 
 STATE, LOOP = "state", "loop"
@@ -152,51 +155,81 @@ class Checkpointer:
         else:
             restored = self._restore_items(step, target, shardings)
         state, loop = restored[STATE], dict(restored[LOOP] or {})
+        self._verify(step, state, loop)
+        return state, loop
+
+    def _verify(self, step: int, tree: Any, loop: dict[str, Any], partial: bool = False) -> None:
+        """Check ``tree`` (the step's state, or with ``partial`` a part of it) against the fingerprints in the
+        step's ``loop`` item, which loses them; raise `CorruptCheckpointError` on any difference."""
         legacy = "fingerprints" not in loop  # written by an earlier jaxdl: CRC32 of host copies
         expected = loop.pop("checksums" if legacy else "fingerprints", None)
         if expected is None:
             raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} has no checksums: its loop item is damaged")
-        got = checksums(state) if legacy else fingerprints(state)
-        bad = sorted(p for p in got if p in expected and got[p] != expected[p])
+        got = checksums(tree) if legacy else fingerprints(tree)
+        bad = sorted(p for p in got if got[p] != expected.get(p, None if partial else got[p]))
         if bad:
             raise CorruptCheckpointError(f"checkpoint {self.directory}/{step} fails its checksum at {bad[:5]}")
-        return state, loop
 
     def _restore_items(self, step: int, target: Any, shardings: Any) -> dict[str, Any]:
         return dict(self._manager.restore(step, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardRestore(abstract_state(target, shardings)), LOOP: ocp.args.JsonRestore()})))
 
-    def restore(self, target: Any, step: int | None = None, shardings: Any = None) -> tuple[Any, dict[str, Any], int]:
+    def ranked_steps(self) -> list[int]:
+        """The complete checkpoints, best first by the policy's ``best_metric`` as saved with each step (ties and
+        steps without the metric: newest first); newest first when the policy ranks nothing."""
+        steps = self.steps()[::-1]
+        if not self.policy.best_metric:
+            return steps
+        sign = 1.0 if self.policy.minimize else -1.0
+
+        def score(step: int) -> float:
+            try:
+                metrics = self._manager.metrics(step)
+            except Exception:  # unreadable metrics: ranked last, the restore itself decides
+                metrics = None
+            value = self._metric(metrics) if metrics else np.nan
+            return sign * value if np.isfinite(value) else np.inf
+
+        return sorted(steps, key=score)  # stable: newest first among equals
+
+    def set_aside(self, step: int) -> pathlib.Path:
+        """Move damaged checkpoint ``step`` to ``damaged/`` beside the steps (nothing is deleted; the step can be
+        saved again) and return where it went. In a multi-host run process 0 moves it and all wait."""
+        destination = self.directory / "damaged" / str(step)
+        if jax.process_index() == 0:
+            destination.parent.mkdir(exist_ok=True)
+            suffix = 1
+            while destination.exists():
+                destination, suffix = self.directory / "damaged" / f"{step}.{suffix}", suffix + 1
+            os.replace(self.directory / str(step), destination)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"jaxdl set aside checkpoint {step}")
+        self._manager.reload()
+        return destination
+
+    def restore(self, target: Any, step: int | None = None, shardings: Any = None, *, fallback: bool = False,
+                set_aside: bool = False) -> tuple[Any, dict[str, Any], int]:
         """The newest checkpoint (or ``step``) that reads back and verifies, as ``(state, loop, step)``.
 
-        A damaged newer checkpoint is skipped with a warning naming it and the error; a checkpoint of another
-        model raises `CheckpointMismatchError` at once (falling back would hide the mistake).
+        A damaged checkpoint gets one warning line naming it and the fault, and the next candidate is tried: the
+        next older step when ``step`` is None; with a ``step`` and ``fallback`` the others best first
+        (`ranked_steps`). ``set_aside`` moves each damaged step to ``damaged/`` (`set_aside`), so a resumed run
+        can save that step again. A checkpoint of another model raises `CheckpointMismatchError` at once (falling
+        back would hide the mistake).
         """
-        candidates = [step] if step is not None else self.steps()[::-1]
         abstract_state(target, shardings)  # raises on an impossible layout before any checkpoint is blamed
-        if not candidates:
-            raise FileNotFoundError(f"no checkpoint under {self.directory}")
-        errors = []
-        for candidate in candidates:
-            try:
-                state, loop = self.restore_step(candidate, target, shardings)
-            except (CheckpointMismatchError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # truncated files, bad JSON, failed checksums: try the previous one
-                errors.append(f"step {candidate}: {type(exc).__name__}: {exc}")
-                warnings.warn(f"checkpoint {self.directory}/{candidate} is damaged and was skipped ({exc})", stacklevel=2)
-                continue
-            if errors:
-                warnings.warn(f"restored the previous good checkpoint, step {candidate}", stacklevel=2)
-            return state, loop, candidate
-        raise CorruptCheckpointError(f"no readable checkpoint under {self.directory}:\n  " + "\n  ".join(errors))
+        (state, loop), step = self._first_good(lambda s: self.restore_step(s, target, shardings), step, fallback, set_aside)
+        return state, loop, step
 
-    def restore_subtree(self, select: Callable[[dict], dict] | str = "params", step: int | None = None) -> Any:
+    def restore_subtree(self, select: Callable[[dict], dict] | str = "params", step: int | None = None, *,
+                        fallback: bool = False) -> Any:
         """Only part of a checkpoint's state (default its ``params``; a top-level key, or a function returning a nested
-        dict of the saved tree's wanted entries), read without loading the rest: for a backbone, inference or another model's initialisation."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        dict of the saved tree's wanted entries), read without loading the rest and verified against the step's
+        fingerprints: for a backbone, inference or another model's initialisation. Damaged steps are skipped as
+        `restore` skips them."""
+        return self._first_good(lambda s: self._read_subtree(s, select), step, fallback, False)[0]
+
+    def _read_subtree(self, step: int, select: Callable[[dict], dict] | str) -> Any:
         tree = self.saved_tree(step)
         if isinstance(select, str) and select not in tree:
             raise KeyError(f"checkpoint {self.directory}/{step} has no {select!r}; it has {sorted(tree)}")
@@ -207,4 +240,36 @@ class Checkpointer:
             self.directory / str(step) / STATE,
             args=ocp.args.PyTreeRestore(item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
                                         partial_restore=True))
+        loop = dict(self._manager.restore(step, args=ocp.args.Composite(**{LOOP: ocp.args.JsonRestore()}))[LOOP] or {})
+        self._verify(step, restored, loop, partial=True)
         return restored if callable(select) else restored[select]
+
+    def _first_good(self, read: Callable[[int], Any], step: int | None, fallback: bool, set_aside: bool) -> tuple[Any, int]:
+        """``(read(s), s)`` for the first candidate step ``s`` that reads back and verifies (see `restore`)."""
+        if step is None:
+            candidates = self.steps()[::-1]
+        else:
+            candidates = [step] + ([s for s in self.ranked_steps() if s != step] if fallback else [])
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        errors = []
+        for candidate in candidates:
+            if candidate not in self.steps():
+                errors.append(f"step {candidate}: missing")
+                warnings.warn(f"checkpoint {self.directory}/{candidate} does not exist (deleted or set aside)", stacklevel=3)
+                continue
+            try:
+                with quiet_stale_callbacks():
+                    result = read(candidate)
+            except (CheckpointMismatchError, KeyError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # truncated files, bad JSON, failed fingerprints: try the next candidate
+                reason = one_line(exc)
+                errors.append(f"step {candidate}: {reason}")
+                where = f"moved to {self.set_aside(candidate)}" if set_aside else "skipped"
+                warnings.warn(f"checkpoint {self.directory}/{candidate} is damaged and was {where} ({reason})", stacklevel=3)
+                continue
+            if errors:
+                warnings.warn(f"restored the previous good checkpoint, step {candidate}", stacklevel=3)
+            return result, candidate
+        raise CorruptCheckpointError(f"no readable checkpoint under {self.directory}:\n  " + "\n  ".join(errors))

@@ -9,6 +9,7 @@ from typing import Sequence
 from jaxdl import checkpoint
 from jaxdl.config import apply_override, config_from_json
 from jaxdl.experiment.build import build_experiment
+from jaxdl.experiment.run import checkpoint_policy
 from jaxdl.training.evaluation import evaluate
 
 EVALUATION_FIELDS = ("data.test_time_augment", "data.eval_batch_size")  # what evaluate may change: not the model
@@ -32,9 +33,14 @@ def evaluate_workdir(workdir: str | pathlib.Path, splits: tuple[str, ...] = ("va
     if (workdir / "tokenizer.json").is_file():  # the run's own tokenizer, wherever the workdir has moved
         config.data.tokenizer_file = str(workdir / "tokenizer.json")
     exp = build_experiment(config)
-    # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint.
+    # The run's returned state (the early-stopping best, say), which need not be the newest checkpoint; when it is
+    # damaged, the best surviving step by the run's own checkpoint ranking (a warning names both).
     step = checkpoint.returned_step(workdir)
-    state = exp.parallel.put_state(checkpoint.restore_checkpoint(workdir / "checkpoints", exp.state, step))
+    if not (workdir / "checkpoints").is_dir():
+        raise FileNotFoundError(f"no checkpoint under {workdir / 'checkpoints'}")
+    with checkpoint.Checkpointer(workdir / "checkpoints", checkpoint_policy(config)) as checkpointer:
+        restored = checkpointer.restore(exp.state, step, fallback=True)[0]
+    state = exp.parallel.put_state(restored)
     eval_step = exp.test_time_eval_step or exp.eval_step
     return {split: evaluate(state, eval_step, getattr(exp.data, split), config.data.eval_batch_size, exp.parallel)
             for split in splits}

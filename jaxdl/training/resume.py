@@ -7,12 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxdl.checkpoint import Checkpointer
+from jaxdl.checkpoint import Checkpointer, CorruptCheckpointError
 from jaxdl.distributed.parallel import Parallel
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.state import TrainState
@@ -48,12 +49,41 @@ class Position:
     stopped_early: bool = False
 
 
+def _best_surviving(checkpointer: Checkpointer, state: TrainState, shardings: Any, position: Position,
+                    early_stopping: EarlyStopping) -> Any:
+    """The best epoch's state from its checkpoint, or, when that step is damaged or gone, from the best epoch whose
+    checkpoint survives (early stopping's record and the position move to it); None when no epoch's does."""
+    try:
+        return checkpointer.restore(state, position.best_step, shardings, set_aside=True)[0]
+    except (CorruptCheckpointError, FileNotFoundError):
+        lost = position.best_step
+    sign = -1.0 if early_stopping.mode == "max" else 1.0
+    rows = sorted((r for r in position.history if r.get("step") in checkpointer.steps()
+                   and np.isfinite(r.get(early_stopping.monitor, np.nan))),
+                  key=lambda r: (sign * r[early_stopping.monitor], r["epoch"]))
+    for row in rows:
+        try:
+            best = checkpointer.restore(state, row["step"], shardings, set_aside=True)[0]
+        except (CorruptCheckpointError, FileNotFoundError):
+            continue
+        warnings.warn(f"the best epoch's checkpoint (step {lost}) is lost; the best surviving one, epoch {row['epoch']} "
+                      f"(step {row['step']}, {early_stopping.monitor}={row[early_stopping.monitor]:.6g}), takes its place",
+                      stacklevel=3)
+        early_stopping.best_value, early_stopping.best_epoch = float(row[early_stopping.monitor]), row["epoch"]
+        position.best_step = row["step"]
+        return best
+    warnings.warn(f"the best epoch's checkpoint (step {lost}) is lost and no other epoch's survives: the best is "
+                  "tracked afresh from here", stacklevel=3)
+    early_stopping.best_value = early_stopping.best_epoch = position.best_step = None
+    return None
+
+
 def resume_run(checkpointer: Checkpointer, state: TrainState, parallel: Parallel, seed: int, batch_size: int,
             early_stopping: EarlyStopping | None, workdir: pathlib.Path | None) -> tuple[TrainState, Position, Any]:
     """Restore the newest good checkpoint: the state (onto ``parallel``'s layout), the position, the early-stopping
     state, and the best epoch's state when early stopping restores it."""
     shardings = parallel.state_shardings(state) if parallel.strategy == "mesh" else None
-    restored, loop, step = checkpointer.restore(state, shardings=shardings)
+    restored, loop, step = checkpointer.restore(state, shardings=shardings, set_aside=True)
     for name, value in (("seed", seed), ("batch_size", batch_size)):
         if loop.get(name) != value:
             raise ValueError(f"cannot resume from {checkpointer.directory}/{step}: it was trained with {name}="
@@ -69,9 +99,15 @@ def resume_run(checkpointer: Checkpointer, state: TrainState, parallel: Parallel
             setattr(early_stopping, field, saved[field])
     position = Position(**{f.name: loop[f.name] for f in dataclasses.fields(Position) if f.name in loop})
     best_state = None
-    if early_stopping is not None and early_stopping.restore_best and position.best_step is not None:
-        best_state = restored if position.best_step == step else checkpointer.restore(state, position.best_step, shardings)[0]
-        checkpointer.pinned.steps = {position.best_step}
+    if early_stopping is not None and position.best_step is not None:
+        if position.best_step == step:
+            best_state = restored
+        else:
+            best_state = _best_surviving(checkpointer, state, shardings, position, early_stopping)
+        if position.best_step is not None:
+            checkpointer.pinned.steps = {position.best_step}
+        if not early_stopping.restore_best:
+            best_state = None
     if workdir is not None and jax.process_index() == 0:
         truncate_log(workdir / "metrics.jsonl", step)
     return restored, position, best_state

@@ -64,7 +64,7 @@ def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, 
     with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
         # A run that kept a moving average of its weights was evaluated with it: the same model goes on.
         variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats", "average")
-                                                               if k in tree and tree[k]}, step)
+                                                               if k in tree and tree[k]}, step, fallback=True)
     average = variables.pop("average", None)
     return module, variables if average is None else dict(variables, params=average)
 

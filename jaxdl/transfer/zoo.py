@@ -16,6 +16,7 @@ import os
 import pathlib
 import shutil
 import uuid
+import warnings
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl import checkpoint
+from jaxdl.checkpoint.quiet import one_line
 from jaxdl.data.base import package_file
 from jaxdl.models.bert import BertEncoder
 from jaxdl.models.mobilenet import efficientnet_lite0, mobilenet_v2
@@ -133,4 +135,10 @@ def load_pretrained(name: str, directory: str | pathlib.Path | None = None, **ov
     path = import_pretrained(name, directory)
     model = entry(name).build(**overrides)
     reference = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), entry(name).sample_input()))
-    return model, checkpoint.restore_checkpoint(path, reference)
+    try:
+        return model, checkpoint.restore_checkpoint(path, reference)
+    except checkpoint.CorruptCheckpointError as error:
+        # The cache is a conversion of packaged weights: a damaged one is rebuilt from the package.
+        warnings.warn(f"the cached {name!r} weights under {path} are damaged ({one_line(error)}); importing them again",
+                      stacklevel=2)
+        return model, checkpoint.restore_checkpoint(import_pretrained(name, directory, force=True), reference)
