@@ -18,7 +18,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.coordinator or args.num_processes is not None or args.process_id is not None or args.distributed:
         # Before any computation: every process of a multi-host run joins the same JAX runtime.
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    summary = train_and_evaluate(config, args.workdir, resume=True if args.resume else None)
+    summary = train_and_evaluate(config, args.workdir, resume=True if args.resume else None,
+                                 allow_changes=args.allow_change or ())
     test = summary.get("test", {})
     print(json.dumps({"experiment": summary["experiment"], "test": test, "validation": summary.get("validation"),
                       "total_seconds": round(summary["total_seconds"], 1)}, indent=2))
@@ -94,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--resume", action="store_true",
                        help="require a checkpoint in --workdir and continue from it (a workdir with checkpoints is "
                             "resumed anyway; this makes a missing one an error)")
+    train.add_argument("--allow-change", action="append", metavar="KEY",
+                       help="when resuming, accept a changed value of KEY (e.g. train.num_epochs to train longer); "
+                            "repeat for several keys. Keys that change the model, optimizer or data order are refused")
     hosts = train.add_argument_group("multi-host (run the same command on every host)")
     hosts.add_argument("--coordinator", help="HOST:PORT of process 0, e.g. 10.0.0.1:1234")
     hosts.add_argument("--num-processes", type=int, help="how many processes take part")
@@ -130,13 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not item.startswith("--config."):
             parser.error(f"unrecognised argument {item!r}; config overrides look like --config.optimizer.learning_rate=3e-4")
         overrides.append(item[2:])
+    from jaxdl.training.preemption import Preempted
+
     try:
         commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
                             "pretrained": _pretrained}
         return commands_by_name[args.command](args, overrides)
-    except (ValueError, FileNotFoundError, FloatingPointError, CheckpointError) as exc:
+    except (ValueError, OSError, FloatingPointError, CheckpointError) as exc:  # OSError: a full disk, a lost mount
         print(f"jaxdl: error: {exc}", file=sys.stderr)
         return 2
+    except Preempted as stop:  # the checkpoint of the step it stopped at is on disk
+        print(f"jaxdl: {stop}", file=sys.stderr)
+        return stop.exit_status
 
 
 if __name__ == "__main__":

@@ -107,6 +107,9 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
     train = config.train
     parallel = make_parallel(train.strategy, as_tuples(train.mesh_shape), as_tuples(train.sharding_rules))
     task.check_config(config, parallel.strategy)
+    for split in ("train", "validation", "test"):
+        if getattr(data, split) is not None:
+            task.check_labels(getattr(data, split).y, f"{split}")
     sample = map_inputs(lambda a: a[:1], data.train.x)
     test_time = _test_time_augmentation(config, task, sample)  # before any model is built: refuse early
     steps_per_epoch = max(num_train_batches(len(data.train), config.data.batch_size), 1)

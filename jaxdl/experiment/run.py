@@ -7,15 +7,17 @@ import json
 import pathlib
 import platform
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
 
+from jaxdl import checkpoint
 from jaxdl.checkpoint import CheckpointPolicy
-from jaxdl.config import config_to_json
+from jaxdl.config import config_from_json, config_to_json
 from jaxdl.data.datasets import DatasetSplits
 from jaxdl.experiment.build import build_experiment
+from jaxdl.experiment.config_change import check_config_change
 from jaxdl.report.classification import write_report
 from jaxdl.report.curves import LearningCurves
 from jaxdl.report.tensorboard import TensorBoardLogger
@@ -24,6 +26,8 @@ from jaxdl.training.evaluation import evaluate, scalar_metrics
 from jaxdl.training.hooks import Hook
 from jaxdl.training.loop import fit
 from jaxdl.training.state import count_params
+from jaxdl.util.atomic_file import write_text_atomically
+from jaxdl.util.workdir_lock import hold_workdir
 
 
 def checkpoint_policy(config: ml_collections.ConfigDict) -> CheckpointPolicy:
@@ -37,23 +41,41 @@ def checkpoint_policy(config: ml_collections.ConfigDict) -> CheckpointPolicy:
                             asynchronous=section.asynchronous)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-                       resume: bool | None = None) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, resume: bool | None = None,
+                       allow_changes: Sequence[str] = ()) -> dict[str, Any]:
     """Train the experiment ``config`` into ``workdir`` and return its summary (also in ``summary.json``).
 
     A workdir that already holds checkpoints of this run is resumed from the newest good one (``resume``
-    None); ``resume=True`` insists on a checkpoint, ``False`` refuses to touch one."""
+    None); ``resume=True`` insists on a checkpoint, ``False`` refuses to touch one. A resumed run must have the
+    saved ``config.json``'s configuration, except the keys `check_config_change` lets ``allow_changes`` name.
+    The workdir is locked for the whole run (a second run on it fails at once), and nothing in it changes
+    until the configuration, the data and the model have passed their checks."""
     start = time.perf_counter()
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    with hold_workdir(workdir, writer=jax.process_index() == 0) as workdir:
+        return _train_and_evaluate(config, workdir, resume, allow_changes, start)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path, resume: bool | None,
+                        allow_changes: Sequence[str], start: float) -> dict[str, Any]:
+    has_checkpoint = checkpoint.latest_step(workdir / "checkpoints") is not None
+    if resume and not has_checkpoint:
+        raise FileNotFoundError(f"nothing to resume: no checkpoint under {workdir}/checkpoints")
+    if resume is False and has_checkpoint:
+        raise ValueError(f"{workdir}/checkpoints already holds checkpoints of a run; resume it or use another workdir")
+    tokenizer_path = (workdir / "tokenizer.json").resolve()
+    if has_checkpoint:
+        if tokenizer_path.is_file():  # the run goes on with the tokenizer it trained with
+            config = ml_collections.ConfigDict(config.to_dict())
+            config.data.tokenizer_file = str(tokenizer_path)
+        if (workdir / "config.json").is_file():
+            check_config_change(config_from_json((workdir / "config.json").read_text()), config, str(workdir), allow_changes)
     exp = build_experiment(config)
-    if exp.data.tokenizer is not None:
+    if exp.data.tokenizer is not None and not has_checkpoint:
         # Retraining a tokenizer need not reproduce its ids: the run keeps the one it trained with.
-        tokenizer_path = (workdir / "tokenizer.json").resolve()
         exp.data.tokenizer.save(str(tokenizer_path))
         config = ml_collections.ConfigDict(config.to_dict())
         config.data.tokenizer_file = str(tokenizer_path)
-    (workdir / "config.json").write_text(config_to_json(config))
+    write_text_atomically(workdir / "config.json", config_to_json(config))
     es = config.train.early_stopping
     early_stopping = EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience,
                                    min_delta=es.min_delta, restore_best=es.restore_best)
@@ -109,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                          exp.test_time, hooks)
         summary.setdefault("test", {}).update(outputs.pop("test", {}))
         summary.update(outputs)
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomically(workdir / "summary.json", json.dumps(summary, indent=2))
         write_report(workdir)
     return summary
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 from jaxdl.losses import LossFn, make_penalty
@@ -31,13 +32,15 @@ class Task:
     over test-time views are averaged (a name of `jaxdl.data.test_time.COMBINES`), None where outputs are not
     one prediction per input. ``label_smoothing``: whether ``config.loss.label_smoothing`` applies.
     ``output_extra``: with ``class_outputs``, the model's last axis holds ``num_classes + output_extra``
-    entries (detection: 5 box numbers before the classes).
+    entries (detection: 5 box numbers before the classes). ``integer_labels``: labels are class indices (or
+    one-hot rows), checked against ``[0, num_classes)`` by `check_labels`.
     """
 
     losses: ClassVar[tuple[str, ...]] = ()
     test_time_combine: ClassVar[str | None] = None
     label_smoothing: ClassVar[bool] = False
     class_outputs: ClassVar[bool] = False
+    integer_labels: ClassVar[bool] = False
     output_extra: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -85,6 +88,28 @@ class Task:
             raise ValueError(f"the data has {self.num_classes} classes, so loss {self.name!r} needs outputs with {expected} "
                              f"entries in the last axis, but the model {type(model).__name__} outputs {found}; set its "
                              f"num_outputs (num_classes for per-pixel and per-cell models) to match")
+
+    def check_labels(self, labels: Any, split: str) -> None:
+        """Refuse integer class labels outside ``[0, num_classes)`` in ``split``, naming the first offending
+        example: a one-hot of such a label is all zeros, so it would train silently at zero loss."""
+        if not (self.class_outputs and self.num_classes and self.integer_labels):
+            return
+        labels = np.asarray(labels)
+        if not np.issubdtype(labels.dtype, np.integer) or labels.ndim == 0:
+            return  # one-hot, soft or structured targets: their own losses check them
+        ignored = self.ignored_label
+        bad = ((labels < 0) | (labels >= self.num_classes)) & (labels != ignored if ignored is not None else True)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            where = index[0] if len(index) == 1 else index
+            raise ValueError(f"{split} label {int(labels[index])} at index {where} is outside [0, {self.num_classes}): "
+                             f"the data has {self.num_classes} classes (labels 0 .. {self.num_classes - 1}"
+                             + (f", or {ignored} to ignore a step" if ignored is not None else "") + ")")
+
+    @property
+    def ignored_label(self) -> int | None:
+        """A label value the loss leaves out (padding steps), allowed outside the class range; None here."""
+        return None
 
     def check_config(self, config: ml_collections.ConfigDict, strategy: str) -> None:
         """Refuse settings this task cannot train with (``strategy``: the resolved device strategy), naming them

@@ -35,6 +35,7 @@ class Classification(Task):
     test_time_combine = "probabilities"
     label_smoothing = True
     class_outputs = True
+    integer_labels = True
 
     def loss(self) -> LossFn:
         """`softmax_cross_entropy`, smoothed by ``loss.label_smoothing``."""

@@ -18,6 +18,7 @@ class Segmentation(Task):
 
     losses = ("dice", "cross_entropy_dice")
     class_outputs = True
+    integer_labels = True
 
     def loss(self) -> LossFn:
         """Soft Dice, or per-pixel cross-entropy plus Dice (the usual U-Net objective)."""

@@ -16,11 +16,17 @@ class SequencePrediction(Task):
     losses = ("sequence_cross_entropy",)
     label_smoothing = True
     class_outputs = True
+    integer_labels = True
 
     @property
     def ignore_label(self) -> int:
         """The label of padding steps."""
         return int(self.config.get("ignore_label", -1))
+
+    @property
+    def ignored_label(self) -> int:
+        """Padding steps' label, allowed outside the class range."""
+        return self.ignore_label
 
     def loss(self) -> LossFn:
         """Per-sequence mean token cross-entropy over the counted steps."""

@@ -19,6 +19,7 @@ would have taken: the final parameters are bitwise equal.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -37,8 +38,11 @@ from jaxdl.distributed.parallel import Parallel
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.evaluation import JIT, evaluate, merge_metrics_jit, scalar_metrics
 from jaxdl.training.hooks import EarlyStop, Hook, Loop, MetricsLog, ProgressBar, SaveCheckpoints, as_hook
+from jaxdl.training.preemption import Preempted, PreemptionGuard, preempt
 from jaxdl.training.resume import Position, from_json_leaves, resume_run
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
+from jaxdl.util.atomic_file import write_text_atomically
+from jaxdl.util.workdir_lock import hold_workdir
 
 # Measured on 2 cores with 8 host devices and one competing busy process: 16 steps in flight hung the pmap and
 # mesh steps' all-reduce in 5 of 5 runs, 8 passed 2 of 2, 4 passed 6 of 6. Four queued steps still hide
@@ -98,7 +102,8 @@ def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_st
                 if len(in_flight) > MAX_STEPS_IN_FLIGHT:
                     jax.block_until_ready(in_flight.popleft())
                 wanted = [hook.wants_metrics(loop) for hook in hooks]  # every hook is asked: none is skipped
-                if loop.batch % log_every == 0 or loop.batch == loop.steps_per_epoch or any(wanted):
+                stop_signal = loop.preemption.requested(loop.step) if loop.preemption is not None else None
+                if loop.batch % log_every == 0 or loop.batch == loop.steps_per_epoch or any(wanted) or stop_signal:
                     host = parallel.to_host(window)
                     if resumed_sums is not None:
                         loop.epoch_sums, resumed_sums = from_json_leaves(resumed_sums, host), None
@@ -114,6 +119,9 @@ def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_st
                     window = None
                 for hook in hooks:
                     hook.on_step(loop)
+                if stop_signal and loop.batch < loop.steps_per_epoch:
+                    position.train_seconds += time.perf_counter() - epoch_start
+                    preempt(loop, hooks, stop_signal, loop.record(loop.epoch, loop.batch, loop.epoch_sums))
             position.train_seconds += time.perf_counter() - epoch_start
             row: dict[str, Any] = {"epoch": loop.epoch, "step": loop.step}
             row.update({f"train_{k}": v for k, v in scalar_metrics(loop.epoch_sums.compute()).items()})
@@ -125,6 +133,10 @@ def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_st
             for hook in hooks:
                 hook.on_epoch_end(loop, row)
             loop.epoch += 1
+            # A signal during the epoch's last step or its evaluation stops the run here, at the epoch's end.
+            stop_signal = loop.preemption.requested(loop.step) if loop.preemption is not None else None
+            if stop_signal and (loop.epoch <= loop.num_epochs and not loop.stopping):
+                preempt(loop, hooks, stop_signal, loop.record(loop.epoch, 0, None))
     except BaseException as error:
         for hook in hooks:
             try:
@@ -172,7 +184,9 @@ def fit(
     ``resume`` None continues from the workdir's newest good checkpoint when there is one, True requires
     one, False refuses a workdir that has checkpoints (it would mix two runs). ``hooks`` (each a
     `jaxdl.training.hooks.Hook`, or a plain ``(epoch, row, state)`` function called after each epoch) run
-    after the built-in log, progress bar and early stopping, and before the checkpoint is saved.
+    after the built-in log, progress bar and early stopping, and before the checkpoint is saved. With a
+    ``workdir``, a SIGTERM or SIGINT stops the run after its current step with that step saved, ``summary.json``
+    recording the stop, and raises `Preempted` (a second signal ends the process at once).
 
     ``parallel`` (from `make_parallel`, and the one that compiled the steps) places the state and the
     batches on the devices; the returned state is the single logical copy. In a multi-host run every process
@@ -182,10 +196,12 @@ def fit(
     ``jax.tree.map(jnp.copy, state)``.
     """
     start_time = time.perf_counter()
+    for name, value in (("batch_size", batch_size), ("num_epochs", num_epochs), ("eval_batch_size", eval_batch_size),
+                        ("log_every", log_every)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     workdir = pathlib.Path(workdir) if workdir is not None else None
     writes = workdir is not None and jax.process_index() == 0
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
     progress = progress and jax.process_index() == 0
     parallel.check_batch_size(batch_size)
     if input_spec is not None:
@@ -198,64 +214,82 @@ def fit(
     user_hooks = [as_hook(hook) for hook in hooks]  # refuse a wrong hook before anything runs
     if early_stopping is None and validation_data is not None:
         early_stopping = EarlyStopping(monitor=AUTO, patience=None, restore_best=False)
-    checkpointer = None
-    if workdir is not None:
-        if checkpoint_policy is None:
-            checkpoint_policy = CheckpointPolicy(best_metric=early_stopping.monitor if early_stopping else None)
-        checkpointer = Checkpointer(workdir / "checkpoints", checkpoint_policy)
-    elif resume:
-        raise ValueError("resume=True needs a workdir to resume from")
-    position, best_state = Position(), None
-    has_checkpoint = checkpointer is not None and checkpointer.latest_step() is not None
-    if resume and not has_checkpoint:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint under {workdir}/checkpoints")
-    if resume is False and has_checkpoint:
-        raise ValueError(f"{workdir}/checkpoints already holds checkpoints of a run; resume it or use another workdir")
-    if has_checkpoint:
-        state, position, best_state = resume_run(checkpointer, state, parallel, seed, batch_size, early_stopping, workdir)
-        if best_state is not None:  # its own buffers: the step donates the state's, which may alias a restored copy
-            best_state = jax.tree.map(lambda a: a.copy(), parallel.put_state(best_state))
-    loop = Loop(num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, seed=seed, batch_size=batch_size,
-                parallel=parallel, workdir=workdir, early_stopping=early_stopping, progress=progress,
-                step=int(jax.device_get(state.step)),  # the state arrives as one host/device copy
-                state=parallel.put_state(state), position=position, epoch=position.epoch, best_state=best_state)
-    if has_checkpoint:
-        loop.say(f"resuming from step {loop.step}: epoch {position.epoch}, batch {position.batch}/{steps_per_epoch}")
-    all_hooks: list[Hook] = [MetricsLog(workdir / "metrics.jsonl")] if writes else []
-    all_hooks.append(ProgressBar())
-    if early_stopping is not None:
-        all_hooks.append(EarlyStop(early_stopping))
-    all_hooks += user_hooks
-    if checkpointer is not None:
-        all_hooks.append(SaveCheckpoints(checkpointer))  # last: an epoch's checkpoint holds every hook's verdict
-    last_validation = run_loop(loop, all_hooks, train_step=train_step, eval_step=eval_step, train_data=train_data,
-                               validation_data=validation_data, eval_batch_size=eval_batch_size,
-                               log_every=log_every, schedule=schedule)
-    state, best_state, history = loop.state, loop.best_state, loop.history
-    if best_state is not None:
-        state = best_state
-    returned_step = int(parallel.to_host(parallel.get_state(state).step))
-    summary: dict[str, Any] = {
-        "epochs_run": len(history),
-        "best_epoch": early_stopping.best_epoch if early_stopping else None,
-        "restored_best": best_state is not None,
-        "steps": returned_step,
-        "train_seconds": position.train_seconds,
-    }
-    if workdir is not None:
-        summary["checkpoint_step"] = returned_step
-    if validation_data is not None:
-        # The last epoch's evaluation already describes the returned state unless an earlier one was restored.
-        returned_last = best_state is None or early_stopping.best_epoch == history[-1]["epoch"]
-        if not returned_last or last_validation is None:
-            last_validation = scalar_metrics(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
-        summary["validation"] = last_validation
-    if test_data is not None:
-        summary["test"] = scalar_metrics(evaluate(state, eval_step, test_data, eval_batch_size, parallel))
-    summary["wall_seconds"] = time.perf_counter() - start_time
-    state = parallel.get_state(state)
-    if writes:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return FitResult(state, history, summary)
+    with contextlib.ExitStack() as held:
+        if workdir is not None:  # one writer per work directory: a second run fails here, before any change
+            held.enter_context(hold_workdir(workdir, writer=jax.process_index() == 0))
+        checkpointer = None
+        if workdir is not None:
+            if checkpoint_policy is None:
+                checkpoint_policy = CheckpointPolicy(best_metric=early_stopping.monitor if early_stopping else None)
+            checkpointer = Checkpointer(workdir / "checkpoints", checkpoint_policy)
+        elif resume:
+            raise ValueError("resume=True needs a workdir to resume from")
+        position, best_state = Position(), None
+        has_checkpoint = checkpointer is not None and checkpointer.latest_step() is not None
+        if resume and not has_checkpoint:
+            raise FileNotFoundError(f"nothing to resume: no checkpoint under {workdir}/checkpoints")
+        if resume is False and has_checkpoint:
+            raise ValueError(f"{workdir}/checkpoints already holds checkpoints of a run; resume it or use another workdir")
+        if has_checkpoint:
+            try:
+                state, position, best_state = resume_run(checkpointer, state, parallel, seed, batch_size, early_stopping, workdir)
+            except BaseException:
+                checkpointer.close_after_error()
+                raise
+            if best_state is not None:  # its own buffers: the step donates the state's, which may alias a restored copy
+                best_state = jax.tree.map(lambda a: a.copy(), parallel.put_state(best_state))
+        loop = Loop(num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, seed=seed, batch_size=batch_size,
+                    parallel=parallel, workdir=workdir, early_stopping=early_stopping, progress=progress,
+                    step=int(jax.device_get(state.step)),  # the state arrives as one host/device copy
+                    state=parallel.put_state(state), position=position, epoch=position.epoch, best_state=best_state)
+        if has_checkpoint:
+            loop.say(f"resuming from step {loop.step}: epoch {position.epoch}, batch {position.batch}/{steps_per_epoch}")
+        all_hooks: list[Hook] = [MetricsLog(workdir / "metrics.jsonl")] if writes else []
+        all_hooks.append(ProgressBar())
+        if early_stopping is not None:
+            all_hooks.append(EarlyStop(early_stopping))
+        all_hooks += user_hooks
+        if checkpointer is not None:
+            all_hooks.append(SaveCheckpoints(checkpointer))  # last: an epoch's checkpoint holds every hook's verdict
+        # With checkpoints, SIGTERM/SIGINT stop the run after its current step, saved (see `PreemptionGuard`).
+        guard = PreemptionGuard() if checkpointer is not None else contextlib.nullcontext()
+        try:
+            with guard:
+                loop.preemption = guard if checkpointer is not None else None
+                last_validation = run_loop(loop, all_hooks, train_step=train_step, eval_step=eval_step,
+                                           train_data=train_data, validation_data=validation_data,
+                                           eval_batch_size=eval_batch_size, log_every=log_every, schedule=schedule)
+        except Preempted as stop:
+            if writes:
+                write_text_atomically(workdir / "summary.json", json.dumps(
+                    {"preempted": stop.record(), "checkpoint_step": stop.step, "epochs_run": len(loop.history),
+                     "steps": stop.step, "train_seconds": position.train_seconds}, indent=2))
+            raise
+        state, best_state, history = loop.state, loop.best_state, loop.history
+        if best_state is not None:
+            state = best_state
+        returned_step = int(parallel.to_host(parallel.get_state(state).step))
+        summary: dict[str, Any] = {
+            "epochs_run": len(history),
+            "best_epoch": early_stopping.best_epoch if early_stopping else None,
+            "restored_best": best_state is not None,
+            "steps": returned_step,
+            "train_seconds": position.train_seconds,
+        }
+        if workdir is not None:
+            summary["checkpoint_step"] = returned_step
+        if validation_data is not None:
+            # The last epoch's evaluation already describes the returned state unless an earlier one was restored.
+            returned_last = best_state is None or early_stopping.best_epoch == history[-1]["epoch"]
+            if not returned_last or last_validation is None:
+                last_validation = scalar_metrics(evaluate(state, eval_step, validation_data, eval_batch_size, parallel))
+            summary["validation"] = last_validation
+        if test_data is not None:
+            summary["test"] = scalar_metrics(evaluate(state, eval_step, test_data, eval_batch_size, parallel))
+        summary["wall_seconds"] = time.perf_counter() - start_time
+        state = parallel.get_state(state)
+        if writes:
+            write_text_atomically(workdir / "summary.json", json.dumps(summary, indent=2))
+        return FitResult(state, history, summary)
 
 

@@ -17,6 +17,7 @@ from jaxdl.checkpoint import Checkpointer, CorruptCheckpointError
 from jaxdl.distributed.parallel import Parallel
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.state import TrainState
+from jaxdl.util.atomic_file import write_text_atomically
 
 
 def to_json_leaves(tree: Any) -> list[list[Any]] | None:
@@ -33,7 +34,7 @@ def truncate_log(path: pathlib.Path, step: int) -> None:
     """Drop log records written after checkpoint ``step`` (the resumed run writes them again)."""
     if path.is_file():
         lines = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in lines))
+        write_text_atomically(path, "".join(line + "\n" for line in lines))
 
 
 @dataclasses.dataclass

@@ -6,12 +6,15 @@ import json
 import pathlib
 from typing import Any
 
+import jax
 import ml_collections
 
 from jaxdl.config import config_to_json
 from jaxdl.tune.kfold import cross_validate
 from jaxdl.tune.search import grid_trials, random_trials, run_search
 from jaxdl.tune.stacked import SCHEDULES
+from jaxdl.util.atomic_file import write_text_atomically
+from jaxdl.util.workdir_lock import hold_workdir
 
 KINDS = ("grid", "random", "kfold")
 
@@ -30,9 +33,12 @@ def run_tuning(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
                          "(or pass --grid/--random/--kfold to jaxdl tune)")
     if search.schedule not in SCHEDULES:
         raise ValueError(f"config.search.schedule is {search.schedule!r}; valid: {list(SCHEDULES)}")
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config_to_json(config))
+    with hold_workdir(workdir, writer=jax.process_index() == 0) as workdir:  # one search per directory
+        return _run_tuning(config, search, workdir)
+
+
+def _run_tuning(config: ml_collections.ConfigDict, search: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+    write_text_atomically(workdir / "config.json", config_to_json(config))
     if search.kind == "kfold":
         result = cross_validate(config, k=search.k, schedule=search.schedule)
         summary = {"kind": "kfold", **result.summary()}
@@ -46,5 +52,5 @@ def run_tuning(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -
         schedules = {row["group"]: row["schedule"] for row in result.rows}
         summary = {"kind": search.kind, "metric": search.metric, "best": result.best, "trials": len(result.rows),
                    "seconds": result.seconds, "schedule_per_group": [schedules[g] for g in sorted(schedules)]}
-    (workdir / "tune.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_text_atomically(workdir / "tune.json", json.dumps(summary, indent=2, default=float))
     return summary

@@ -14,6 +14,7 @@ import pytest
 
 from jaxdl import checkpoint
 from jaxdl.checkpoint import Checkpointer, CheckpointPolicy, CorruptCheckpointError
+from jaxdl.training.early_stopping import EarlyStopping
 from tests.checkpoint import resume_worker
 from tests.checkpoint.test_checkpoint import _damage
 
@@ -29,7 +30,7 @@ def uninterrupted(tmp_path_factory):
     return resume_worker.run(str(tmp_path_factory.mktemp("uninterrupted")))
 
 
-def _crash_before(workdir, step):
+def _crash_before(workdir, step, **run_kwargs):
     """Run the resume worker into ``workdir`` and stop it (as a crash would) before training step ``step``."""
     calls, real_fit = [0], resume_worker.fit
 
@@ -44,7 +45,7 @@ def _crash_before(workdir, step):
     resume_worker.fit = crashing_fit
     try:
         with pytest.raises(KeyboardInterrupt):
-            resume_worker.run(str(workdir))
+            resume_worker.run(str(workdir), **run_kwargs)
     finally:
         resume_worker.fit = real_fit
 
@@ -78,6 +79,29 @@ def test_a_damaged_newest_step_is_set_aside_and_the_resumed_run_equals_the_unint
     assert any(f"/{newest} is damaged and was skipped" in m for m in messages), messages
     assert (directory / str(newest)).is_dir()
     assert sorted(p.name for p in (directory / "damaged").iterdir()) == ["12"]
+
+
+def test_a_damaged_best_step_gives_way_to_the_best_surviving_epoch(tmp_path):
+    # "Best" is the highest training loss, so epoch 1 (step 6) stays best and pinned while later epochs are saved.
+    policy = CheckpointPolicy(every_epochs=1, keep_latest=2, keep_best=0)
+
+    def tracker():
+        return EarlyStopping("train_loss", mode="max", patience=None, restore_best=True)
+
+    _crash_before(tmp_path, 20, policy=policy, early_stopping=tracker())
+    directory = tmp_path / "checkpoints"
+    assert Checkpointer(directory).steps() == [6, 12, 18]
+    _damage(directory / "6", "flip")
+    with Checkpointer(directory) as checkpointer:
+        epoch_2 = checkpointer.restore(resume_worker.small_setup(resume_worker.bn_convnet())[1], 12)[0]
+    resumed, messages = _with_warnings(resume_worker.run, str(tmp_path), policy=policy, early_stopping=tracker())
+    assert any("best epoch's checkpoint (step 6) is lost; the best surviving one, epoch 2 (step 12" in m
+               for m in messages), messages
+    assert resumed.summary["best_epoch"] == 2 and resumed.summary["checkpoint_step"] == 12
+    for got, want in zip(jax.tree.leaves(jax.device_get(resumed.state.params)),
+                         jax.tree.leaves(jax.device_get(epoch_2.params)), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert 12 in Checkpointer(directory).steps()  # pinned as the best from then on
 
 
 def _tree(offset):

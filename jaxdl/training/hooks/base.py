@@ -53,6 +53,7 @@ class Loop:
     batch: int = 0
     epoch_sums: Any = None
     best_state: Any = None
+    preemption: Any = None  # the `PreemptionGuard` of the run, None when signals are not caught
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -89,7 +90,8 @@ class Hook:
     Calls, in order: `on_fit_start` once (after a resume has restored the position); per epoch
     `on_epoch_start`, then per step `wants_metrics` and `on_step`, with `on_metrics` at every logging interval,
     the epoch's last step and each step a hook wanted; `on_epoch_end` with the epoch's row; finally `on_fit_end`,
-    or `on_error` when the loop raises (an exception, Ctrl-C).
+    or `on_error` when the loop raises (an exception). A SIGTERM or SIGINT (`jaxdl.training.preemption`) calls
+    `on_preempt` after the step it arrived in, then `on_error` with the `Preempted` error the loop raises.
     """
 
     def on_fit_start(self, loop: Loop) -> None:
@@ -115,6 +117,10 @@ class Hook:
 
     def on_fit_end(self, loop: Loop) -> None:
         """After the last epoch (or an early stop); raise here to fail the run (e.g. a failed save)."""
+
+    def on_preempt(self, loop: Loop, stop: Any, resume_at: dict[str, Any]) -> None:
+        """The run is stopping on a signal (``stop``: the `Preempted` error about to be raised) after step
+        ``loop.step``, whose loss is checked; ``resume_at`` is the ``loop`` record a checkpoint of it stores."""
 
     def on_error(self, loop: Loop, error: BaseException) -> None:
         """When the loop raises ``error``: release what the hook holds; the error propagates afterwards."""

@@ -43,6 +43,16 @@ class SaveCheckpoints(Hook):
                 self.checkpointer.pinned.steps = {best_step}
             self.checkpointer.save(loop.step, loop.parallel.get_state(loop.state), loop.record(loop.epoch + 1, 0, None), row)
 
+    def on_preempt(self, loop: Loop, stop: Any, resume_at: dict[str, Any]) -> None:
+        """Save the step the run stops at and wait until it is on disk (after any save in flight); an epoch-end
+        save of the same step already holds it."""
+        self.checkpointer.wait()
+        if loop.step not in self.checkpointer.steps():
+            if loop.position.best_step is not None:
+                self.checkpointer.pinned.steps = {loop.position.best_step}
+            self.checkpointer.save(loop.step, loop.parallel.get_state(loop.state), resume_at)
+            self.checkpointer.wait()
+
     def on_fit_end(self, loop: Loop) -> None:
         """Wait for the last save; a failed one fails the run."""
         self.checkpointer.close()

@@ -10,7 +10,8 @@ from jaxdl.training.hooks.base import Hook, Loop
 
 
 class MetricsLog(Hook):
-    """Append ``{"kind": "train", ...}`` records at logging intervals and ``{"kind": "epoch", ...}`` rows to
+    """Append ``{"kind": "train", ...}`` records at logging intervals, ``{"kind": "epoch", ...}`` rows and a
+    ``{"kind": "preempted", ...}`` record when a signal stops the run to
     ``path`` (a resumed run first cuts the file back to its checkpoint, so each record appears once)."""
 
     def __init__(self, path: str | pathlib.Path) -> None:
@@ -28,3 +29,7 @@ class MetricsLog(Hook):
     def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
         """Log the epoch's row."""
         self.write({"kind": "epoch", **row})
+
+    def on_preempt(self, loop: Loop, stop: Any, resume_at: dict[str, Any]) -> None:
+        """Log the stop: ``{"kind": "preempted", "signal", "step", "epoch", "batch"}``."""
+        self.write({"kind": "preempted", **stop.record()})
