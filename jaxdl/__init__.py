@@ -2,14 +2,17 @@
 
 The names below are the everyday API, imported on first use (``import jaxdl`` itself loads nothing heavy):
 
+- your own model and data: `fit` (``jaxdl.fit(model, (x, y), loss=..., epochs=...)``, returning a `Run`),
+  `predict`;
 - configs and experiments: `default_config`, `load_config`, `build_experiment`, `train_and_evaluate`,
   `evaluate_workdir`;
 - pieces for your own loop: `load_dataset`, `create_model`, `get_task`, `make_optimizer`, `create_train_state`,
-  `make_train_step`, `make_eval_step`, `make_predict_step`, `make_parallel`, `fit`, `evaluate`, `TrainState`,
-  `Checkpointer`.
+  `make_train_step`, `make_eval_step`, `make_predict_step`, `make_parallel`, `fit_loop` (the loop kernel's
+  `jaxdl.training.loop.fit`), `evaluate`, `TrainState`, `Checkpointer`.
 
 Subpackages, lowest layer first (docs/architecture.md): ``util``, ``nn``, ``models``, ``data``,
-``checkpoint``, ``distributed``, ``training``, ``transfer``, ``report``, ``tasks``, ``experiment``, ``tune``.
+``checkpoint``, ``distributed``, ``training``, ``transfer``, ``report``, ``tasks``, ``experiment``, ``tune``,
+``api``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "fit": "jaxdl.api",
+    "predict": "jaxdl.api",
+    "Run": "jaxdl.api",
     "default_config": "jaxdl.config",
     "load_config": "jaxdl.config",
     "build_experiment": "jaxdl.experiment.build",
@@ -35,7 +41,7 @@ _PUBLIC = {
     "make_eval_step": "jaxdl.training.step",
     "make_predict_step": "jaxdl.training.step",
     "make_parallel": "jaxdl.distributed.parallel",
-    "fit": "jaxdl.training.loop",
+    "fit_loop": "jaxdl.training.loop:fit",
     "evaluate": "jaxdl.training.evaluation",
     "Checkpointer": "jaxdl.checkpoint",
 }
@@ -44,7 +50,8 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        module, _, attribute = _PUBLIC[name].partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module 'jaxdl' has no attribute {name!r}")

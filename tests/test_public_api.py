@@ -12,7 +12,8 @@ import jaxdl
 
 @pytest.mark.parametrize("name", jaxdl.__all__)
 def test_every_public_name_is_its_modules_object(name):
-    assert getattr(jaxdl, name) is getattr(importlib.import_module(jaxdl._PUBLIC[name]), name)
+    module, _, attribute = jaxdl._PUBLIC[name].partition(":")
+    assert getattr(jaxdl, name) is getattr(importlib.import_module(module), attribute or name)
     assert name in dir(jaxdl)
 
 

@@ -1,0 +1,11 @@
+"""The user-facing API: train your own model on your own data in one call, and use what it learned.
+
+`fit` (fit.py) adapts any Linen or NNX model (models/adapter.py), takes ``(x, y)`` arrays, pytrees or batches
+(data.py) and a loss and metrics by name or as functions (objective.py), and trains with jaxdl's own step and
+loop; it returns a `Run` (run.py) with the pure state, a Keras-style history and `predict`.
+"""
+
+from jaxdl.api.fit import fit
+from jaxdl.api.run import Run, predict
+
+__all__ = ["Run", "fit", "predict"]

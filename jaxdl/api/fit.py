@@ -1,0 +1,111 @@
+"""`fit(model, data, ...)`: train your own Linen or NNX model on your own arrays, with the same step, loop,
+checkpoints and strategies as ``jaxdl train``."""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+import optax
+
+from jaxdl.api.data import as_dataset, split_validation
+from jaxdl.api.objective import CROSS_ENTROPIES, Objective, make_objective
+from jaxdl.api.run import Run, keras_history
+from jaxdl.data.pipeline import map_inputs, num_train_batches
+from jaxdl.distributed.parallel import make_parallel
+from jaxdl.models.adapter import as_model
+from jaxdl.training.early_stopping import EarlyStopping
+from jaxdl.training.loop import fit as fit_loop
+from jaxdl.training.optimizers import make_optimizer
+from jaxdl.training.state import create_train_state, input_spec_of
+from jaxdl.training.step import make_eval_step, make_train_step
+
+PROBE_EXAMPLES = 256  # examples the untrained model is run on before training, for the output checks
+
+
+def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size: int = 32,
+        optimizer: str | optax.GradientTransformation = "adam", learning_rate: float = 1e-3,
+        validation_data: Any = None, validation_split: float = 0.0, metrics: Sequence[str | Callable] | None = None,
+        from_logits: bool = True, seed: int = 0, workdir: str | pathlib.Path | None = None, strategy: str = "jit",
+        early_stopping: EarlyStopping | None = None, hooks: Sequence[Any] = (), progress: bool = True) -> Run:
+    """Train ``model`` on ``data`` and return the `Run` (its ``state``, Keras-style ``history``, ``predict``).
+
+    ``model``: a Flax Linen module, whatever its training flag (``train``, ``training``, ``deterministic``, ...
+    or none), or an NNX module. ``data``: ``(x, y)`` arrays (``x`` may be a dict of arrays), an `ArrayDataset`
+    or an iterable of ``(x, y)`` batches. ``loss``: a name (``"binary_cross_entropy"``, ``"softmax_cross_entropy"``,
+    ``"mse"``, Keras spellings too) or ``loss(outputs, labels) -> [batch]``; ``from_logits=False`` for a model
+    ending in a sigmoid or softmax. ``metrics``: names the loss's task computes (``"accuracy"``, ...) or
+    functions ``(outputs, labels) -> [batch]``; None keeps all the task computes. ``optimizer``: an optax
+    optimizer or a name (``"adam"``, ``"sgd"``, ...) at ``learning_rate``. Validation comes from
+    ``validation_data`` or the last ``validation_split`` of ``data``. With a ``workdir`` the run is checkpointed,
+    resumable and locked as ``jaxdl train``'s is. ``strategy``: ``"jit"``, ``"pmap"`` or ``"mesh"``.
+    """
+    module = as_model(model)
+    train = as_dataset(data, "data")
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("pass validation_data or validation_split, not both")
+        validation = as_dataset(validation_data, "validation_data")
+    else:
+        train, validation = split_validation(train, validation_split)
+    sample = map_inputs(lambda a: a[:1], train.x)
+    steps_per_epoch = max(num_train_batches(len(train), batch_size), 1) if batch_size >= 1 else 1
+    if isinstance(optimizer, str):
+        tx, schedule = make_optimizer({"name": optimizer, "learning_rate": learning_rate}, steps_per_epoch, max(epochs, 1))
+    else:
+        tx, schedule = optimizer, None
+    state = create_train_state(module, tx, sample, seed)
+    probe = map_inputs(lambda a: a[:PROBE_EXAMPLES], train.x)
+    outputs = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(state.variables(), probe))
+    objective = make_objective(loss, metrics, from_logits, outputs.shape[-1] if outputs.ndim > 1 else None)
+    _check_objective(objective, outputs, train.y[:PROBE_EXAMPLES], train, validation)
+    parallel = make_parallel(strategy)
+    train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name)
+    eval_step = make_eval_step(module, objective.loss, objective.metrics, axis_name=parallel.axis_name)
+    result = fit_loop(state, train_step=parallel.compile_train_step(train_step),
+                      eval_step=parallel.compile_eval_step(eval_step), train_data=train, batch_size=batch_size,
+                      num_epochs=epochs, seed=seed, validation_data=validation, workdir=workdir, progress=progress,
+                      schedule=schedule, input_spec=input_spec_of(sample), parallel=parallel, hooks=hooks,
+                      early_stopping=early_stopping,
+                      eval_batch_size=max(batch_size, 256) if isinstance(batch_size, int) else 256)
+    return Run(module, result.state, keras_history(result.history, objective.shown), result.summary, objective,
+               None if workdir is None else str(workdir))
+
+
+def _check_objective(objective: Objective, outputs: np.ndarray, labels: np.ndarray, *datasets: Any) -> None:
+    """Refuse labels outside the loss's classes and metric names it does not compute; warn when the untrained
+    model's outputs look like probabilities but the loss takes logits."""
+    if objective.name in CROSS_ENTROPIES:
+        classes = 2 if objective.name == "binary_cross_entropy" else (outputs.shape[-1] if outputs.ndim > 1 else None)
+        for what, dataset in zip(("data", "validation data"), datasets):
+            if dataset is None or classes is None:
+                continue
+            y = np.asarray(dataset.y)
+            integer_classes = np.issubdtype(y.dtype, np.integer) and (
+                objective.name == "binary_cross_entropy" or y.ndim == outputs.ndim - 1)
+            if objective.name == "binary_cross_entropy" or integer_classes:
+                bad = (y < 0) | (y >= classes) | (y != np.round(y))
+                if bad.any():
+                    index = tuple(int(i) for i in np.argwhere(bad)[0])
+                    raise ValueError(f"{what}: label {y[index]} at index {index[0] if len(index) == 1 else index} is not "
+                                     f"a class of {objective.name} (0 .. {classes - 1})")
+    if objective.from_logits and objective.name in CROSS_ENTROPIES and outputs.size >= 8:
+        binary = objective.name == "binary_cross_entropy"
+        probabilities = (np.all((outputs > 0) & (outputs < 1)) if binary else
+                         np.all(outputs >= 0) and np.allclose(outputs.sum(-1), 1.0, atol=1e-4))
+        if probabilities:
+            warnings.warn(f"the model's outputs look like probabilities ({'all in (0, 1)' if binary else 'rows summing to 1'}) "
+                          f"but {objective.name} takes logits: end the model without its "
+                          f"{'sigmoid' if binary else 'softmax'}, or pass from_logits=False", stacklevel=3)
+    if objective.shown is not None:
+        import jax.numpy as jnp
+
+        per_example = objective.loss(jnp.asarray(outputs), jnp.asarray(labels))
+        computed = objective.metrics(jnp.asarray(outputs), jnp.asarray(labels), per_example, None).compute()
+        unknown = sorted(set(objective.shown) - set(computed))
+        if unknown:
+            raise ValueError(f"metrics {unknown} are not computed for this loss; available: "
+                             f"{sorted(k for k in computed if k != 'count')}, or pass functions (outputs, labels) -> [batch]")

@@ -1,0 +1,112 @@
+"""Any Linen module, or a Flax NNX module, as a jaxdl model: ``apply(variables, x, train=...)``.
+
+jaxdl's steps call ``model.apply(variables, x, train=True/False, rngs={"dropout": key}, mutable=["batch_stats"])``.
+`as_model` adapts what users bring to that call without touching their parameters' names:
+
+- a Linen module whose ``__call__`` takes ``train`` is used as it is;
+- one that takes ``training``, ``is_training`` (same sense), ``deterministic`` or ``use_running_average``
+  (the opposite sense), or no flag at all, is wrapped by `TrainFlag`, which shares its scope, so the parameter
+  tree is the module's own (``model.init`` of the original gives the same paths);
+- an NNX module is wrapped by `NNXModel`: its parameters become the ``params`` collection, its other state
+  (BatchNorm statistics) ``batch_stats``; ``train`` switches it with ``module.train()``/``module.eval()``, and
+  its dropout streams are reseeded from the step's key, so a step is a pure function of state and batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import flax.linen as nn
+import jax
+from flax import nnx
+
+# Flag names and whether True means training.
+TRAIN_FLAGS = {"train": True, "training": True, "is_training": True, "deterministic": False,
+               "use_running_average": False}
+
+
+def training_flag(module: nn.Module) -> tuple[str, bool] | None:
+    """``(name, means_training)`` of the training flag ``module.__call__`` takes (the first of `TRAIN_FLAGS`
+    its signature names), or None when it takes none."""
+    try:
+        parameters = inspect.signature(type(module).__call__).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no flag to find
+        return None
+    for name, means_training in TRAIN_FLAGS.items():
+        if name in parameters:
+            return name, means_training
+    return None
+
+
+class TrainFlag(nn.Module):
+    """``module`` called with its own training flag ``flag`` (or none) from jaxdl's ``train``; parameters keep
+    the module's own paths (the wrapper shares its scope)."""
+
+    module: nn.Module
+    flag: str | None = None
+    means_training: bool = True
+
+    def setup(self) -> None:
+        nn.share_scope(self, self.module)
+
+    def __call__(self, x: Any, train: bool = False) -> Any:
+        if self.flag is None:
+            return self.module(x)
+        return self.module(x, **{self.flag: train if self.means_training else not train})
+
+
+class NNXModel(nn.Module):
+    """A Flax NNX module as a Linen model, built from ``nnx.split(module, nnx.Param, nnx.RngState, ...)``.
+
+    Parameters (`nnx.Param`) live in ``params`` and other variables (e.g. `nnx.BatchStat`) in ``batch_stats``,
+    both as plain nested dicts (so optimizers, masks by path and checkpoints see ordinary trees); random
+    streams are not state: each training call reseeds the module's ``dropout`` stream from the ``dropout`` key
+    jaxdl's step provides."""
+
+    graphdef: Any
+    params: Any
+    rngs: Any
+    rest: Any
+
+    @nn.compact
+    def __call__(self, x: Any, train: bool = False) -> Any:
+        params = self.param("nnx", lambda _: nnx.to_pure_dict(self.params))
+        rest = self.variable("batch_stats", "nnx", lambda: nnx.to_pure_dict(self.rest))
+        module = nnx.merge(self.graphdef, _filled(self.params, params), _copy(self.rngs), _filled(self.rest, rest.value))
+        if train:
+            module.train()
+            if self.has_rng("dropout"):
+                nnx.reseed(module, dropout=self.make_rng("dropout"))
+        else:
+            module.eval()
+        outputs = module(x)
+        if train and not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+            rest.value = nnx.to_pure_dict(nnx.split(module, nnx.Param, nnx.RngState, ...)[3])
+        return outputs
+
+
+def _copy(state: Any) -> Any:
+    """New variables holding ``state``'s values: NNX refuses to change a variable made outside the current trace."""
+    return jax.tree.map(lambda leaf: leaf, state)
+
+
+def _filled(template: Any, values: Any) -> Any:
+    """A copy of ``template`` (an `nnx.State`) holding ``values`` (its pure dict)."""
+    state = _copy(template)
+    nnx.replace_by_pure_dict(state, values)
+    return state
+
+
+def as_model(model: Any) -> nn.Module:
+    """``model`` (a Linen module with any training flag or none, or an NNX module) as a Linen module taking
+    jaxdl's ``train`` keyword (see the module docstring); a jaxdl model comes back unchanged."""
+    if isinstance(model, nnx.Module):
+        graphdef, params, rngs, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+        return NNXModel(graphdef=graphdef, params=params, rngs=rngs, rest=rest)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"a model must be a flax.linen.Module or a flax.nnx.Module, got {type(model).__name__}")
+    flag = training_flag(model)
+    if flag is not None and flag[0] == "train":
+        return model
+    return TrainFlag(model, *(flag or (None, True)))
