@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -148,5 +149,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.exit_status
 
 
+def entry() -> None:
+    """The ``jaxdl`` console command: `main`'s status as the process's. After a preemption stop (status 143 or 130,
+    with the checkpoint already on disk) the process ends at once with ``os._exit``: interpreter shutdown would stop
+    library threads still parked in native code (TensorStore's, the collectives'), which can abort the process
+    and turn a clean, saved stop into a crash status."""
+    code = main()
+    if code in PREEMPTED_STATUSES:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+PREEMPTED_STATUSES = (128 + 15, 128 + 2)  # SIGTERM, SIGINT: see jaxdl.training.preemption
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -70,7 +70,8 @@ def run(workdir: str, kill: str | None = None, policy: CheckpointPolicy = POLICY
 if __name__ == "__main__":
     try:
         result = run(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
-    except Preempted as stop:
-        sys.exit(stop.exit_status)
+    except Preempted as stop:  # as `jaxdl train` ends after a saved stop (see jaxdl.cli.entry)
+        sys.stdout.flush()
+        os._exit(stop.exit_status)
     leaves = jax.tree.leaves(jax.device_get((result.state.params, result.state.batch_stats, result.state.opt_state)))
     np.savez(os.path.join(sys.argv[1], "final.npz"), *leaves)

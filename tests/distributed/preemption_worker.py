@@ -45,4 +45,6 @@ def main(coordinator: str, process_id: int, workdir: str, signal_at: int) -> int
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])))
+    code = main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    sys.stdout.flush()
+    os._exit(code)  # as `jaxdl train` ends (see jaxdl.cli.entry)
