@@ -3,7 +3,7 @@
 The names below are the everyday API, imported on first use (``import jaxdl`` itself loads nothing heavy):
 
 - your own model and data: `fit` (``jaxdl.fit(model, (x, y), loss=..., epochs=...)``, returning a `Run`),
-  `predict`;
+  `predict`, `summary`, `export`, `load` (a finished run for prediction);
 - configs and experiments: `default_config`, `load_config`, `build_experiment`, `train_and_evaluate`,
   `evaluate_workdir`;
 - pieces for your own loop: `load_dataset`, `create_model`, `get_task`, `make_optimizer`, `create_train_state`,
@@ -26,6 +26,9 @@ _PUBLIC = {
     "fit": "jaxdl.api",
     "predict": "jaxdl.api",
     "Run": "jaxdl.api",
+    "load": "jaxdl.api",
+    "export": "jaxdl.api",
+    "summary": "jaxdl.api",
     "default_config": "jaxdl.config",
     "load_config": "jaxdl.config",
     "build_experiment": "jaxdl.experiment.build",

@@ -1,5 +1,6 @@
 """The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run,
-``report`` on it again from its files, ``pretrained list|import NAME`` the zoo of pretrained weights."""
+``report`` on it again from its files, ``predict`` with it, ``export`` it for serving, ``summary`` of an
+experiment's model, ``pretrained list|import NAME`` the zoo of pretrained weights."""
 
 from __future__ import annotations
 
@@ -67,6 +68,48 @@ def _report(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
+    import numpy as np
+
+    from jaxdl.api import load
+
+    if overrides:
+        raise SystemExit(f"predict takes no config overrides, got {overrides}")
+    loaded = np.load(args.inputs, allow_pickle=False)  # never unpickles: an untrusted file is data only
+    if hasattr(loaded, "files"):  # .npz: one array per model input
+        x = {k: loaded[k] for k in loaded.files}
+        loaded.close()
+    else:
+        x = loaded
+    outputs = load(args.workdir).predict(x, args.batch_size)
+    np.save(args.output, outputs)
+    print(json.dumps({"output": args.output, "shape": list(np.shape(outputs))}))
+    return 0
+
+
+def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    import pathlib
+
+    from jaxdl.api import load
+
+    if overrides:
+        raise SystemExit(f"export takes no config overrides, got {overrides}")
+    path = load(args.workdir).export(args.output or pathlib.Path(args.workdir) / "model.jaxexport")
+    print(json.dumps({"artifact": str(path), "input_spec": str(path.with_suffix(".json"))}))
+    return 0
+
+
+def _summary(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.api import summary
+    from jaxdl.config import load_config
+    from jaxdl.data.pipeline import map_inputs
+    from jaxdl.experiment.build import build_experiment
+
+    exp = build_experiment(load_config(args.experiment, overrides))
+    print(summary(exp.model, map_inputs(lambda a: a[:1], exp.data.train.x), exp.config.seed))
+    return 0
+
+
 def _pretrained(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxdl.transfer.zoo import ZOO, cache_dir, import_pretrained
 
@@ -123,6 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("workdir")
     report = commands.add_parser("report", help="rebuild a run's curves, confusion matrix and report from its files")
     report.add_argument("workdir")
+    predict = commands.add_parser("predict", help="predict with a finished run on inputs in a .npy (or .npz, one "
+                                  "array per model input) file")
+    predict.add_argument("workdir")
+    predict.add_argument("inputs", help="a .npy array of inputs [n, ...], or an .npz of named inputs")
+    predict.add_argument("--output", default="predictions.npy", help="where the outputs go (.npy)")
+    predict.add_argument("--batch-size", type=int, default=256)
+    export = commands.add_parser("export", help="write a finished run's model as a jax.export artifact (weights "
+                                 "inside, any batch size) that runs without jaxdl")
+    export.add_argument("workdir")
+    export.add_argument("--output", help="the artifact's path (default WORKDIR/model.jaxexport)")
+    summary = commands.add_parser("summary", help="an experiment's model: layers, shapes, parameters, FLOPs")
+    summary.add_argument("experiment")
     pretrained = commands.add_parser("pretrained", help="list the pretrained zoo, or import NAME into the Orbax cache")
     pretrained.add_argument("action", choices=("list", "import"))
     pretrained.add_argument("name", nargs="?", help="a zoo name, e.g. efficientnet-lite0 (see `jaxdl pretrained list`)")
@@ -139,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
-                            "pretrained": _pretrained}
+                            "pretrained": _pretrained, "predict": _predict, "export": _export, "summary": _summary}
         return commands_by_name[args.command](args, overrides)
     except (ValueError, OSError, FloatingPointError, CheckpointError) as exc:  # OSError: a full disk, a lost mount
         print(f"jaxdl: error: {exc}", file=sys.stderr)

@@ -2,10 +2,12 @@
 
 `fit` (fit.py) adapts any Linen or NNX model (models/adapter.py), takes ``(x, y)`` arrays, pytrees or batches
 (data.py) and a loss and metrics by name or as functions (objective.py), and trains with jaxdl's own step and
-loop; it returns a `Run` (run.py) with the pure state, a Keras-style history and `predict`.
+loop; it returns a `Run` (run.py) with the pure state, a Keras-style history and `predict`. inference.py:
+`load` a finished ``jaxdl train`` run, `summary` of a model, `export` for serving without jaxdl.
 """
 
 from jaxdl.api.fit import fit
+from jaxdl.api.inference import Inference, ModelSummary, export, load, summary
 from jaxdl.api.run import Run, predict
 
-__all__ = ["Run", "fit", "predict"]
+__all__ = ["Inference", "ModelSummary", "Run", "export", "fit", "load", "predict", "summary"]

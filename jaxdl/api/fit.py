@@ -72,7 +72,7 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
                       early_stopping=early_stopping,
                       eval_batch_size=max(batch_size, 256) if isinstance(batch_size, int) else 256)
     return Run(module, result.state, keras_history(result.history, objective.shown), result.summary, objective,
-               None if workdir is None else str(workdir))
+               None if workdir is None else str(workdir), input_spec_of(sample))
 
 
 def _check_objective(objective: Objective, outputs: np.ndarray, labels: np.ndarray, *datasets: Any) -> None:

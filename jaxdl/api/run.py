@@ -27,6 +27,7 @@ class Run:
     summary: dict[str, Any]
     objective: Objective
     workdir: str | None = None
+    input_spec: Any = None  # of one example: what export needs
     _forward: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def forward(self) -> Any:
@@ -38,6 +39,16 @@ class Run:
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs for ``x`` in inference mode, as NumPy (see `predict`)."""
         return predict(self, x, batch_size)
+
+    def inference(self) -> Any:
+        """The trained model for use: a `jaxdl.api.inference.Inference` (predict, export)."""
+        from jaxdl.api.inference import Inference
+
+        return Inference(self.model, self.state.inference_variables(), self.input_spec)
+
+    def export(self, path: str) -> Any:
+        """Write the inference function as a `jax.export` artifact (see `jaxdl.api.inference.export`)."""
+        return self.inference().export(path)
 
     def evaluate(self, data: Any, batch_size: int = 256) -> dict[str, float]:
         """The loss and metrics on ``data`` (``(x, y)`` or an `ArrayDataset`), every example counted once."""
