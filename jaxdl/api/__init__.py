@@ -7,7 +7,7 @@ loop; it returns a `Run` (run.py) with the pure state, a Keras-style history and
 """
 
 from jaxdl.api.fit import fit
-from jaxdl.api.inference import Inference, ModelSummary, export, load, summary
-from jaxdl.api.run import Run, predict
+from jaxdl.api.inference import Inference, ModelSummary, export, load, predict, summary
+from jaxdl.api.run import Run
 
 __all__ = ["Inference", "ModelSummary", "Run", "export", "fit", "load", "predict", "summary"]

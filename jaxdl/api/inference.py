@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxdl.data.pipeline import map_inputs, num_examples
 from jaxdl.training.state import InputSpec, count_params
 
 SPEC_SUFFIX = ".json"  # the input spec beside an exported artifact: ``model.jaxexport`` -> ``model.json``
@@ -26,16 +27,54 @@ class Inference:
     model: nn.Module
     variables: Any
     input_spec: Any
+    _forward: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def forward(self) -> Any:
+        """The compiled ``(variables, x) -> outputs`` in inference mode (built once)."""
+        if self._forward is None:
+            self._forward = inference_function(self.model)
+        return self._forward
+
+    def inference_variables(self) -> Any:
+        """The variables predictions use."""
+        return self.variables
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """Outputs for ``x`` in inference mode (see `jaxdl.api.run.predict`)."""
-        from jaxdl.api.run import predict
-
-        return predict((self.model, self.variables), x, batch_size)
+        """Outputs for ``x`` in inference mode (see `predict`)."""
+        return predict(self, x, batch_size)
 
     def export(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write the inference function as a `jax.export` artifact at ``path`` (see `export`)."""
         return export(self, path)
+
+
+def predict(run: Any, x: Any, batch_size: int = 256) -> np.ndarray:
+    """Outputs of ``run``'s model (a `jaxdl.Run`, an `Inference`, or ``(model, variables)``) for inputs ``x`` (an array, or a dict of arrays for
+    a multi-input model) in inference mode, computed in batches of ``batch_size`` by one compiled function (the
+    last batch padded, its padding dropped), returned as NumPy. The same inputs always give the same outputs."""
+    if hasattr(run, "forward"):  # a Run or an Inference: its compiled function, built once
+        forward, variables = run.forward(), run.inference_variables()
+    else:
+        forward, variables = inference_function(run[0]), run[1]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
+    n = num_examples(x)
+    size = min(batch_size, n)
+    outputs = []
+    for start in range(0, n, size):
+        batch = map_inputs(lambda a: a[start:start + size], x)
+        real = num_examples(batch)
+        if real < size:  # one shape for every call: no second compile for the last batch
+            batch = map_inputs(lambda a: np.concatenate([a, np.repeat(a[-1:], size - real, axis=0)]), batch)
+        out = jax.device_get(forward(variables, batch))
+        outputs.append(jax.tree.map(lambda a: np.asarray(a)[:real], out))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
+
+def inference_function(model: nn.Module) -> Any:
+    """``jit((variables, x) -> model.apply(variables, x, train=False))``."""
+    return jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 
 
 def load(workdir: str | pathlib.Path) -> Inference:
@@ -88,9 +127,7 @@ def _as_inference(model: Any) -> Inference:
         return model
     if isinstance(model, tuple) and len(model) == 3:
         return Inference(*model)
-    from jaxdl.api.run import Run
-
-    if isinstance(model, Run):
+    if hasattr(model, "inference"):  # a jaxdl.Run
         return model.inference()
     raise TypeError(f"expected an Inference, a jaxdl.Run or (module, variables, input_spec), got {type(model).__name__}")
 

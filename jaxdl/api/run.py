@@ -9,8 +9,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxdl.api.inference import Inference, predict
 from jaxdl.api.objective import Objective
-from jaxdl.data.pipeline import map_inputs, num_examples
 from jaxdl.training.state import TrainState
 
 
@@ -28,23 +28,26 @@ class Run:
     objective: Objective
     workdir: str | None = None
     input_spec: Any = None  # of one example: what export needs
-    _forward: Any = dataclasses.field(default=None, repr=False, compare=False)
+    _inference: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def inference(self) -> Inference:
+        """The trained model for use: an `Inference` (predict, export), made once per state."""
+        if self._inference is None or self._inference[0] is not self.state:
+            self._inference = (self.state, Inference(self.model, self.state.inference_variables(), self.input_spec))
+        return self._inference[1]
 
     def forward(self) -> Any:
-        """The compiled ``(variables, x) -> outputs`` in inference mode (built once per run)."""
-        if self._forward is None:
-            self._forward = inference_function(self.model)
-        return self._forward
+        """The compiled ``(variables, x) -> outputs`` in inference mode."""
+        return self.inference().forward()
+
+    def inference_variables(self) -> Any:
+        """The variables predictions use (the parameters' moving average when the run kept one)."""
+        return self.inference().variables
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """The model's outputs for ``x`` in inference mode, as NumPy (see `predict`)."""
+        """The model's outputs for ``x`` in inference mode, as NumPy (see `jaxdl.api.inference.predict`)."""
         return predict(self, x, batch_size)
 
-    def inference(self) -> Any:
-        """The trained model for use: a `jaxdl.api.inference.Inference` (predict, export)."""
-        from jaxdl.api.inference import Inference
-
-        return Inference(self.model, self.state.inference_variables(), self.input_spec)
 
     def export(self, path: str) -> Any:
         """Write the inference function as a `jax.export` artifact (see `jaxdl.api.inference.export`)."""
@@ -58,35 +61,6 @@ class Run:
 
         step = jax.jit(make_eval_step(self.model, self.objective.loss, self.objective.metrics))
         return scalar_metrics(evaluate(self.state, step, as_dataset(data, "evaluate data"), batch_size))
-
-
-def predict(run: Run | tuple[nn.Module, Any], x: Any, batch_size: int = 256) -> np.ndarray:
-    """Outputs of ``run``'s model (or of ``(model, variables)``) for inputs ``x`` (an array, or a dict of arrays for
-    a multi-input model) in inference mode, computed in batches of ``batch_size`` by one compiled function (the
-    last batch padded, its padding dropped), returned as NumPy. The same inputs always give the same outputs."""
-    if isinstance(run, Run):
-        forward, variables = run.forward(), run.state.inference_variables()
-    else:
-        forward, variables = inference_function(run[0]), run[1]
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    x = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
-    n = num_examples(x)
-    size = min(batch_size, n)
-    outputs = []
-    for start in range(0, n, size):
-        batch = map_inputs(lambda a: a[start:start + size], x)
-        real = num_examples(batch)
-        if real < size:  # one shape for every call: no second compile for the last batch
-            batch = map_inputs(lambda a: np.concatenate([a, np.repeat(a[-1:], size - real, axis=0)]), batch)
-        out = jax.device_get(forward(variables, batch))
-        outputs.append(jax.tree.map(lambda a: np.asarray(a)[:real], out))
-    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
-
-
-def inference_function(model: nn.Module) -> Any:
-    """``jit((variables, x) -> model.apply(variables, x, train=False))``."""
-    return jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 
 
 def keras_history(rows: list[dict[str, Any]], shown: tuple[str, ...] | None) -> dict[str, list[float]]:
