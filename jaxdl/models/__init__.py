@@ -12,6 +12,7 @@ from jaxdl.models.cnn import (
     LeNet5,
     VGGSmall,
 )
+from jaxdl.models.cnn1d import SequenceCNN
 from jaxdl.models.detect import GridDetector
 from jaxdl.models.gan import GAN
 from jaxdl.models.language_model import TransformerLM
@@ -60,6 +61,7 @@ for _depth, _constructor in ((18, ResNet18), (20, ResNet20), (32, ResNet32), (34
 register_model("rnn_classifier", SequenceClassifier)
 register_model("rnn_tagger", SequenceTagger)
 register_model("rnn_forecaster", Forecaster)
+register_model("cnn1d", SequenceCNN)
 register_model("transformer_classifier", TransformerClassifier)
 register_model("seq2seq_transformer", Seq2SeqTransformer)
 register_model("transformer_lm", TransformerLM)
@@ -72,6 +74,6 @@ register_model("gan", GAN)
 
 __all__ = [
     "MLP", "MobileNet", "ResNet", "ResNet18", "ResNet20", "ResNet32", "ResNet34", "ResNet44", "ResNet50", "ResNet56",
-    "ResNet101", "ResNet110", "ResNet152", "UNet", "GridDetector", "GAN", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
+    "ResNet101", "ResNet110", "ResNet152", "UNet", "GridDetector", "GAN", "TransferClassifier", "efficientnet_lite0", "mobilenet_v2", "Forecaster", "Seq2SeqTransformer", "TransformerClassifier", "TransformerLM", "ViT", "SequenceClassifier", "SequenceCNN", "SequenceTagger", "VGG", "VGG11", "VGG13", "VGG16", "VGG19", "VGGSmall", "ConvBlock", "ConvNet", "DenseHead", "LeNet5",
     "available_models", "create_model", "model_constructor", "model_fields", "register_model",
 ]

@@ -98,6 +98,13 @@ class _RecurrentBody(nn.Module):
             inputs, valid = embed_tokens(x, self.vocab_size, self.embed_dim, self.pad_id)
             if self.dropout_rate:
                 inputs = Dropout(self.dropout_rate, deterministic=not train)(inputs)
+        elif isinstance(x, dict):  # real-valued series of different lengths, padded at the end
+            if set(x) != {"values", "lengths"}:
+                raise ValueError(f"a padded series input is a dict with keys ['lengths', 'values'], got {sorted(x)}")
+            if self.frame_stride != 1 or self.differences:
+                raise ValueError("series lengths apply to the steps as given: use frame_stride=1 and differences=False")
+            inputs = as_series(x["values"])
+            valid = jnp.arange(inputs.shape[1])[None, :] < x["lengths"][:, None]
         else:
             inputs = series_features(as_series(x), self.frame_stride, self.differences, self.difference_scale)
             valid = jnp.ones(inputs.shape[:2], bool)
@@ -112,7 +119,9 @@ class SequenceClassifier(nn.Module):
 
     A ``cell`` ("rnn", "lstm", "gru") stack of ``num_layers`` (optionally ``bidirectional``), pooled over the
     real steps (``pooling``: "last", "mean", "max", "mean_max"), then a dense head with ``head_sizes``.
-    Token inputs need ``vocab_size``; ``pad_id`` marks padding. Dropout (``dropout_rate``) acts on the
+    Token inputs need ``vocab_size``; ``pad_id`` marks padding. Real-valued series of different lengths come as
+    ``{"values": [batch, time(, features)], "lengths": [batch]}`` (padded at the end; padded steps never change
+    the state or the pooling). Dropout (``dropout_rate``) acts on the
     embeddings, between recurrent layers and in the head. Series inputs may be framed and given first
     differences (``frame_stride``, ``differences``, ``difference_scale``: see `series_features`).
     """
@@ -170,7 +179,8 @@ class SequenceTagger(nn.Module):
 
 
 class Forecaster(nn.Module):
-    """A window of a series -> the next ``horizon`` values: ``x: [batch, window(, features)] -> [batch, horizon]``.
+    """A window of a series -> the next ``horizon`` values: ``x: [batch, window(, features)] -> [batch, horizon]``
+    (windows of different lengths as ``{"values": ..., "lengths": [batch]}``, padded at the end).
 
     ``horizon=1`` is one-step forecasting; ``horizon>1`` predicts the whole horizon at once (the direct
     strategy). `recursive_forecast` rolls a one-step model forward instead.
