@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from jaxdl.util.counts import require_counts
+
 ConfigDict = ml_collections.ConfigDict
 
 
@@ -119,12 +121,8 @@ def validate_config(config: ConfigDict) -> ConfigDict:
     _check_keys(config, default_config(), "")
     if "name" not in config.model:
         raise ValueError("config.model.name is required (a registered model name)")
-    for key in ("data.batch_size", "data.eval_batch_size", "train.num_epochs", "train.log_every",
-                "train.accumulation_steps"):
-        section, name = key.split(".")
-        value = config[section][name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config.{key} must be a whole number >= 1, got {value!r}")
+    require_counts({f"config.{key}": config[key.split(".")[0]][key.split(".")[1]] for key in (
+        "data.batch_size", "data.eval_batch_size", "train.num_epochs", "train.log_every", "train.accumulation_steps")})
     return config
 
 

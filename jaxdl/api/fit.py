@@ -22,6 +22,7 @@ from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state, input_spec_of
 from jaxdl.training.step import make_eval_step, make_train_step
+from jaxdl.util.counts import require_counts
 
 PROBE_EXAMPLES = 256  # examples the untrained model is run on before training, for the output checks
 
@@ -43,6 +44,7 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     ``validation_data`` or the last ``validation_split`` of ``data``. With a ``workdir`` the run is checkpointed,
     resumable and locked as ``jaxdl train``'s is. ``strategy``: ``"jit"``, ``"pmap"`` or ``"mesh"``.
     """
+    require_counts({"epochs": epochs, "batch_size": batch_size})
     module = as_model(model)
     train = as_dataset(data, "data")
     if validation_data is not None:
@@ -52,9 +54,9 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     else:
         train, validation = split_validation(train, validation_split)
     sample = map_inputs(lambda a: a[:1], train.x)
-    steps_per_epoch = max(num_train_batches(len(train), batch_size), 1) if batch_size >= 1 else 1
+    steps_per_epoch = max(num_train_batches(len(train), batch_size), 1)
     if isinstance(optimizer, str):
-        tx, schedule = make_optimizer({"name": optimizer, "learning_rate": learning_rate}, steps_per_epoch, max(epochs, 1))
+        tx, schedule = make_optimizer({"name": optimizer, "learning_rate": learning_rate}, steps_per_epoch, epochs)
     else:
         tx, schedule = optimizer, None
     state = create_train_state(module, tx, sample, seed)
@@ -70,7 +72,7 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
                       num_epochs=epochs, seed=seed, validation_data=validation, workdir=workdir, progress=progress,
                       schedule=schedule, input_spec=input_spec_of(sample), parallel=parallel, hooks=hooks,
                       early_stopping=early_stopping,
-                      eval_batch_size=max(batch_size, 256) if isinstance(batch_size, int) else 256)
+                      eval_batch_size=max(batch_size, 256))
     return Run(module, result.state, keras_history(result.history, objective.shown), result.summary, objective,
                None if workdir is None else str(workdir), input_spec_of(sample))
 
@@ -78,20 +80,10 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
 def _check_objective(objective: Objective, outputs: np.ndarray, labels: np.ndarray, *datasets: Any) -> None:
     """Refuse labels outside the loss's classes and metric names it does not compute; warn when the untrained
     model's outputs look like probabilities but the loss takes logits."""
-    if objective.name in CROSS_ENTROPIES:
-        classes = 2 if objective.name == "binary_cross_entropy" else (outputs.shape[-1] if outputs.ndim > 1 else None)
-        for what, dataset in zip(("data", "validation data"), datasets):
-            if dataset is None or classes is None:
-                continue
-            y = np.asarray(dataset.y)
-            integer_classes = np.issubdtype(y.dtype, np.integer) and (
-                objective.name == "binary_cross_entropy" or y.ndim == outputs.ndim - 1)
-            if objective.name == "binary_cross_entropy" or integer_classes:
-                bad = (y < 0) | (y >= classes) | (y != np.round(y))
-                if bad.any():
-                    index = tuple(int(i) for i in np.argwhere(bad)[0])
-                    raise ValueError(f"{what}: label {y[index]} at index {index[0] if len(index) == 1 else index} is not "
-                                     f"a class of {objective.name} (0 .. {classes - 1})")
+    if objective.task is not None:
+        for what, dataset in zip(("data", "validation_data"), datasets):
+            if dataset is not None:
+                objective.task.check_labels(dataset.y, what)
     if objective.from_logits and objective.name in CROSS_ENTROPIES and outputs.size >= 8:
         binary = objective.name == "binary_cross_entropy"
         probabilities = (np.all((outputs > 0) & (outputs < 1)) if binary else

@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxdl.data.pipeline import map_inputs, num_examples
+from jaxdl.data.pipeline import ArrayDataset, num_examples
+from jaxdl.training.evaluation import predict_in_order
 from jaxdl.training.state import InputSpec, count_params
 
 SPEC_SUFFIX = ".json"  # the input spec beside an exported artifact: ``model.jaxexport`` -> ``model.json``
@@ -35,10 +36,6 @@ class Inference:
             self._forward = inference_function(self.model)
         return self._forward
 
-    def inference_variables(self) -> Any:
-        """The variables predictions use."""
-        return self.variables
-
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Outputs for ``x`` in inference mode (see `predict`)."""
         return predict(self, x, batch_size)
@@ -48,28 +45,21 @@ class Inference:
         return export(self, path)
 
 
-def predict(run: Any, x: Any, batch_size: int = 256) -> np.ndarray:
-    """Outputs of ``run``'s model (a `jaxdl.Run`, an `Inference`, or ``(model, variables)``) for inputs ``x`` (an array, or a dict of arrays for
-    a multi-input model) in inference mode, computed in batches of ``batch_size`` by one compiled function (the
-    last batch padded, its padding dropped), returned as NumPy. The same inputs always give the same outputs."""
-    if hasattr(run, "forward"):  # a Run or an Inference: its compiled function, built once
-        forward, variables = run.forward(), run.inference_variables()
+def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
+    """Outputs of ``model`` (a `jaxdl.Run`, an `Inference`, or ``(module, variables)``) for inputs ``x`` (an array,
+    or a dict of arrays for a multi-input model) in inference mode, as NumPy: every batch padded to
+    ``batch_size`` and masked (`jaxdl.training.evaluation.predict_in_order`), so one compiled function serves every
+    call and the outputs do not depend on the batch size."""
+    if hasattr(model, "inference"):  # a jaxdl.Run
+        model = model.inference()
+    if isinstance(model, Inference):
+        forward, variables = model.forward(), model.variables
     else:
-        forward, variables = inference_function(run[0]), run[1]
+        forward, variables = inference_function(model[0]), model[1]
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     x = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
-    n = num_examples(x)
-    size = min(batch_size, n)
-    outputs = []
-    for start in range(0, n, size):
-        batch = map_inputs(lambda a: a[start:start + size], x)
-        real = num_examples(batch)
-        if real < size:  # one shape for every call: no second compile for the last batch
-            batch = map_inputs(lambda a: np.concatenate([a, np.repeat(a[-1:], size - real, axis=0)]), batch)
-        out = jax.device_get(forward(variables, batch))
-        outputs.append(jax.tree.map(lambda a: np.asarray(a)[:real], out))
-    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+    return predict_in_order(lambda batch: forward(variables, batch), ArrayDataset(x, np.zeros(num_examples(x))), batch_size)
 
 
 def inference_function(model: nn.Module) -> Any:

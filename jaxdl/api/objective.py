@@ -64,14 +64,15 @@ class WithMeans(Sums):
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """``loss(outputs, labels) -> [batch]`` and ``metrics(outputs, labels, loss, mask) -> Sums`` for the steps;
-    ``name`` the task loss (None for a function), ``from_logits`` what the model outputs, ``shown`` the metric names
-    the history keeps (None: all)."""
+    ``name`` the task loss and ``task`` its `jaxdl.tasks.Task` (both None for a function), ``from_logits`` what
+    the model outputs, ``shown`` the metric names the history keeps (None: all)."""
 
     loss: Callable
     metrics: Callable
     name: str | None
     from_logits: bool
     shown: tuple[str, ...] | None
+    task: Any = None
 
 
 def _loss_name(loss: str) -> str:
@@ -87,7 +88,7 @@ def make_objective(loss: str | Callable, metrics: Sequence[str | Callable] | Non
     """The `Objective` of ``loss`` and ``metrics`` (see the module docstring) for a model with ``num_outputs``
     entries in its output's last axis."""
     if callable(loss):
-        loss_fn, name = loss, None
+        loss_fn, name, task = loss, None, None
 
         def base_metrics(outputs: Any, labels: Any, per_example: jax.Array, mask: jax.Array | None) -> Sums:
             return LossMetrics(**loss_and_count(per_example, as_mask(mask, per_example.shape[0])))
@@ -117,4 +118,4 @@ def make_objective(loss: str | Callable, metrics: Sequence[str | Callable] | Non
             sums = {k: jnp.sum(jnp.where(m, f(outputs, labels), 0.0)).astype(jnp.float32) for k, f in functions.items()}
             return WithMeans(inner(outputs, labels, per_example, mask), sums, jnp.sum(m).astype(jnp.int32))
     shown = None if metrics is None else ("loss", *named, *functions)
-    return Objective(loss_fn, base_metrics, name, from_logits, shown)
+    return Objective(loss_fn, base_metrics, name, from_logits, shown, task)

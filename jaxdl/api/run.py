@@ -29,6 +29,7 @@ class Run:
     workdir: str | None = None
     input_spec: Any = None  # of one example: what export needs
     _inference: Any = dataclasses.field(default=None, repr=False, compare=False)
+    _eval_step: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def inference(self) -> Inference:
         """The trained model for use: an `Inference` (predict, export), made once per state."""
@@ -36,18 +37,9 @@ class Run:
             self._inference = (self.state, Inference(self.model, self.state.inference_variables(), self.input_spec))
         return self._inference[1]
 
-    def forward(self) -> Any:
-        """The compiled ``(variables, x) -> outputs`` in inference mode."""
-        return self.inference().forward()
-
-    def inference_variables(self) -> Any:
-        """The variables predictions use (the parameters' moving average when the run kept one)."""
-        return self.inference().variables
-
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """The model's outputs for ``x`` in inference mode, as NumPy (see `jaxdl.api.inference.predict`)."""
-        return predict(self, x, batch_size)
-
+        return predict(self.inference(), x, batch_size)
 
     def export(self, path: str) -> Any:
         """Write the inference function as a `jax.export` artifact (see `jaxdl.api.inference.export`)."""
@@ -59,8 +51,9 @@ class Run:
         from jaxdl.training.evaluation import evaluate, scalar_metrics
         from jaxdl.training.step import make_eval_step
 
-        step = jax.jit(make_eval_step(self.model, self.objective.loss, self.objective.metrics))
-        return scalar_metrics(evaluate(self.state, step, as_dataset(data, "evaluate data"), batch_size))
+        if self._eval_step is None:  # compiled once per run, not per call
+            self._eval_step = jax.jit(make_eval_step(self.model, self.objective.loss, self.objective.metrics))
+        return scalar_metrics(evaluate(self.state, self._eval_step, as_dataset(data, "evaluate data"), batch_size))
 
 
 def keras_history(rows: list[dict[str, Any]], shown: tuple[str, ...] | None) -> dict[str, list[float]]:

@@ -92,7 +92,7 @@ class Task:
     def check_labels(self, labels: Any, split: str) -> None:
         """Refuse integer class labels outside ``[0, num_classes)`` in ``split``, naming the first offending
         example: a one-hot of such a label is all zeros, so it would train silently at zero loss."""
-        if not (self.class_outputs and self.num_classes and self.integer_labels):
+        if not (self.num_classes and self.integer_labels):
             return
         labels = np.asarray(labels)
         if not np.issubdtype(labels.dtype, np.integer) or labels.ndim == 0:

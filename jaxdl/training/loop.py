@@ -42,6 +42,7 @@ from jaxdl.training.preemption import Preempted, PreemptionGuard, preempt
 from jaxdl.training.resume import Position, from_json_leaves, resume_run
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
 from jaxdl.util.atomic_file import write_text_atomically
+from jaxdl.util.counts import require_counts
 from jaxdl.util.workdir_lock import hold_workdir
 
 # Measured on 2 cores with 8 host devices and one competing busy process: 16 steps in flight hung the pmap and
@@ -196,10 +197,8 @@ def fit(
     ``jax.tree.map(jnp.copy, state)``.
     """
     start_time = time.perf_counter()
-    for name, value in (("batch_size", batch_size), ("num_epochs", num_epochs), ("eval_batch_size", eval_batch_size),
-                        ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    require_counts({"batch_size": batch_size, "num_epochs": num_epochs, "eval_batch_size": eval_batch_size,
+                    "log_every": log_every})
     workdir = pathlib.Path(workdir) if workdir is not None else None
     writes = workdir is not None and jax.process_index() == 0
     progress = progress and jax.process_index() == 0

@@ -187,7 +187,7 @@ def test_bad_data_losses_and_metrics_are_refused_naming_the_fault():
         jaxdl.fit(NoFlag(), (bad_x, y), loss="binary_cross_entropy", epochs=1, **QUIET)
     bad_y = y.copy()
     bad_y[4] = 2
-    with pytest.raises(ValueError, match="label 2 at index 4 is not a class"):
+    with pytest.raises(ValueError, match=r"data label 2 at index 4 is outside \[0, 2\)"):
         jaxdl.fit(NoFlag(), (x, bad_y), loss="binary_cross_entropy", epochs=1, **QUIET)
     with pytest.raises(ValueError, match="unknown loss 'hinge'; valid names are"):
         jaxdl.fit(NoFlag(), (x, y), loss="hinge", epochs=1, **QUIET)
@@ -197,5 +197,5 @@ def test_bad_data_losses_and_metrics_are_refused_naming_the_fault():
         jaxdl.fit(NoFlag(), (x, y), loss="binary_cross_entropy", validation_split=1.0, epochs=1, **QUIET)
     with pytest.raises(ValueError, match="x has 50 examples but y has 49"):
         jaxdl.fit(NoFlag(), (x, y[:49]), loss="binary_cross_entropy", epochs=1, **QUIET)
-    with pytest.raises(ValueError, match="num_epochs must be a whole number >= 1, got 0"):
+    with pytest.raises(ValueError, match="epochs must be a whole number >= 1, got 0"):
         jaxdl.fit(NoFlag(), (x, y), loss="binary_cross_entropy", epochs=0, **QUIET)

@@ -1,6 +1,6 @@
 """A small training run that can kill itself (SIGKILL) at a chosen step or right after a chosen checkpoint save
 starts, or send itself signals during a chosen step, for the resume tests. ``python -m tests.checkpoint.resume_worker
-WORKDIR [step:N | save:N | SIGTERM:N | SIGINT:N | SIGTERM*2:N]`` trains (resuming whatever WORKDIR holds) and writes
+WORKDIR [step:N | save:N | raise:N | SIGTERM:N | SIGINT:N | SIGTERM*2:N]`` trains (resuming whatever WORKDIR holds) and writes
 the final parameters to WORKDIR/final.npz; a run stopped by a signal exits with `Preempted.exit_status`."""
 
 import os
@@ -31,25 +31,20 @@ def run(workdir: str, kill: str | None = None, policy: CheckpointPolicy = POLICY
     _, state, step, eval_step, schedule = small_setup(bn_convnet())
     train_step = compile_train_step(step)
     what, _, at = (kill or "").partition(":")
-    if what.startswith("SIG"):  # the signal arrives while step `at` runs (twice: the impatient operator)
+    if what.startswith("SIG") or what in ("step", "raise"):
         name, _, times = what.partition("*")
         calls, compiled = [0], train_step
 
-        def train_step(state, batch):  # noqa: F811
+        def train_step(state, batch):  # noqa: F811 (interrupted as `kill` says when step `at` is about to run)
             calls[0] += 1
             if calls[0] == int(at):
-                for _ in range(int(times or 1)):
+                if what == "raise":  # a crash inside the process
+                    raise KeyboardInterrupt
+                if what == "step":
+                    jax.block_until_ready(state)
+                    _die()
+                for _ in range(int(times or 1)):  # the signal arrives while the step runs (twice: an impatient operator)
                     os.kill(os.getpid(), signal.Signals[name])
-            return compiled(state, batch)
-    if what == "step":
-        calls = [0]
-        compiled = train_step
-
-        def train_step(state, batch):  # noqa: F811 (dies before taking step `at`)
-            calls[0] += 1
-            if calls[0] == int(at):
-                jax.block_until_ready(state)
-                _die()
             return compiled(state, batch)
     if what == "save":
         saves, original = [0], Checkpointer.save

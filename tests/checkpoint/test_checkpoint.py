@@ -231,23 +231,8 @@ def test_resume_from_any_step_in_process_is_bitwise_equal(tmp_path_factory, unin
     # predecessor is on disk.
     workdir = tmp_path_factory.mktemp("crash")
     policy = CheckpointPolicy(every_steps=1, keep_latest=2, keep_best=1, best_metric="val_loss")
-    calls = [0]
-    real_fit = resume_worker.fit
-
-    def crashing_fit(state, train_step, **kwargs):
-        def step(s, b):
-            calls[0] += 1
-            if calls[0] == crash_at:
-                raise KeyboardInterrupt
-            return train_step(s, b)
-        return real_fit(state, train_step=step, **kwargs)
-
-    resume_worker.fit = crashing_fit
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            resume_worker.run(str(workdir), policy=policy)
-    finally:
-        resume_worker.fit = real_fit
+    with pytest.raises(KeyboardInterrupt):
+        resume_worker.run(str(workdir), f"raise:{crash_at}", policy=policy)
     assert checkpoint.latest_step(workdir / "checkpoints") == (crash_at - 1 or None)
     resumed = resume_worker.run(str(workdir), policy=policy)
     for a, b in zip(_final_leaves(resumed), _final_leaves(uninterrupted[0])):

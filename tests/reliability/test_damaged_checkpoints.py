@@ -32,22 +32,8 @@ def uninterrupted(tmp_path_factory):
 
 def _crash_before(workdir, step, **run_kwargs):
     """Run the resume worker into ``workdir`` and stop it (as a crash would) before training step ``step``."""
-    calls, real_fit = [0], resume_worker.fit
-
-    def crashing_fit(state, train_step, **kwargs):
-        def counted(s, b):
-            calls[0] += 1
-            if calls[0] == step:
-                raise KeyboardInterrupt
-            return train_step(s, b)
-        return real_fit(state, train_step=counted, **kwargs)
-
-    resume_worker.fit = crashing_fit
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            resume_worker.run(str(workdir), **run_kwargs)
-    finally:
-        resume_worker.fit = real_fit
+    with pytest.raises(KeyboardInterrupt):
+        resume_worker.run(str(workdir), f"raise:{step}", **run_kwargs)
 
 
 @pytest.mark.parametrize("how", ["truncate", "flip", "loop"])
