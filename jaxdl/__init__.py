@@ -3,7 +3,9 @@
 The names below are the everyday API, imported on first use (``import jaxdl`` itself loads nothing heavy):
 
 - your own model and data: `fit` (``jaxdl.fit(model, (x, y), loss=..., epochs=...)``, returning a `Run`),
-  `predict`, `summary`, `export`, `load` (a finished run for prediction);
+  `predict`, `summary`, `export`, `load` (a finished run for prediction), `as_model` (your module as jaxdl calls it);
+- transfer: `backbone` (a zoo name or a run directory), `Freeze` (which part trains), `TransferClassifier` and
+  `DenseHead` (a backbone under a new head);
 - configs and experiments: `default_config`, `load_config`, `build_experiment`, `train_and_evaluate`,
   `evaluate_workdir`;
 - pieces for your own loop: `load_dataset`, `create_model`, `get_task`, `make_optimizer`, `create_train_state`,
@@ -29,6 +31,11 @@ _PUBLIC = {
     "load": "jaxdl.api",
     "export": "jaxdl.api",
     "summary": "jaxdl.api",
+    "backbone": "jaxdl.api",
+    "Freeze": "jaxdl.api",
+    "TransferClassifier": "jaxdl.models",
+    "DenseHead": "jaxdl.models",
+    "as_model": "jaxdl.models.adapter",
     "default_config": "jaxdl.config",
     "load_config": "jaxdl.config",
     "build_experiment": "jaxdl.experiment.build",

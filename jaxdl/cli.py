@@ -12,6 +12,9 @@ from typing import Sequence
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.util.workdir_lock import refuse_if_busy
+
+    refuse_if_busy(args.workdir)  # before JAX is imported: a busy workdir fails in well under a second
     from jaxdl.config import load_config
     from jaxdl.distributed.runtime import initialize_distributed
     from jaxdl.experiment.run import train_and_evaluate
@@ -36,6 +39,9 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.util.workdir_lock import refuse_if_busy
+
+    refuse_if_busy(args.workdir)
     from jaxdl.config import load_config, parse_value
     from jaxdl.tune.run import run_tuning
 
@@ -129,8 +135,6 @@ def _pretrained(args: argparse.Namespace, overrides: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``jaxdl train EXPERIMENT.py --workdir DIR [--config.a.b=value ...]``, ``jaxdl tune EXPERIMENT.py
     --workdir DIR [--grid ...|--random ...|--kfold K]`` or ``jaxdl evaluate DIR``."""
-    from jaxdl.checkpoint import CheckpointError
-
     parser = argparse.ArgumentParser(prog="jaxdl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an experiment config into a work directory")
@@ -190,18 +194,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not item.startswith("--config."):
             parser.error(f"unrecognised argument {item!r}; config overrides look like --config.optimizer.learning_rate=3e-4")
         overrides.append(item[2:])
-    from jaxdl.training.preemption import Preempted
-
     try:
         commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
                             "pretrained": _pretrained, "predict": _predict, "export": _export, "summary": _summary}
         return commands_by_name[args.command](args, overrides)
-    except (ValueError, OSError, FloatingPointError, CheckpointError) as exc:  # OSError: a full disk, a lost mount
-        print(f"jaxdl: error: {exc}", file=sys.stderr)
-        return 2
-    except Preempted as stop:  # the checkpoint of the step it stopped at is on disk
-        print(f"jaxdl: {stop}", file=sys.stderr)
-        return stop.exit_status
+    except (ValueError, OSError, FloatingPointError) as exc:  # OSError: a full disk, a lost mount
+        return _error(exc)
+    except BaseException as exc:  # Preempted is a BaseException, as KeyboardInterrupt is
+        # Imported here, not at the top: JAX loads with them, and a refusal before training should not wait for it.
+        from jaxdl.checkpoint import CheckpointError
+        from jaxdl.training.preemption import Preempted
+
+        if isinstance(exc, CheckpointError):
+            return _error(exc)
+        if isinstance(exc, Preempted):  # the checkpoint of the step it stopped at is on disk
+            print(f"jaxdl: {exc}", file=sys.stderr)
+            return exc.exit_status
+        raise
+
+
+def _error(exc: BaseException) -> int:
+    print(f"jaxdl: error: {exc}", file=sys.stderr)
+    return 2
 
 
 def entry() -> None:

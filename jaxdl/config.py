@@ -92,11 +92,15 @@ def default_config() -> ConfigDict:
     # Transfer learning (jaxdl.transfer): a backbone from the pretrained zoo (`pretrained`, e.g. "efficientnet-lite0")
     # or from an earlier run's workdir (`workdir`), under model.name="transfer" with a new head for this data.
     # mode: fine_tune (backbone at backbone_lr_scale x the rate), feature_extraction (backbone frozen),
-    # freeze_first (input layers + first freeze_blocks blocks frozen), scratch (same network, random weights).
+    # freeze_first (input layers + first freeze_blocks blocks frozen), train_top (only the last top_blocks blocks of the
+    # backbone train: a second stage from a transfer run's workdir), scratch (same network, random weights).
+    # model.head: the head as a registered model and its fields (dict(name="dense_head", hidden_sizes=(256,),
+    # dropout_rate=0.5)); unset, one Dense layer. A transfer run as transfer.workdir also gives its head when it fits.
     # backbone_batch_stats: "frozen" runs the pretrained backbone in inference mode while its weights train (BatchNorm
     # keeps the pretrained statistics: the usual choice for small data), "train" updates them; scratch always trains them.
     # cache_features (feature_extraction only): run the frozen backbone once per example, train the head on the vectors.
     config.transfer = ConfigDict(dict(pretrained="", workdir="", mode="fine_tune", backbone_lr_scale=0.1, freeze_blocks=0,
+                                      top_blocks=0,
                                       backbone_batch_stats="frozen", cache_features=False,
                                       cache_dir=ml_collections.FieldReference(None, field_type=str)))
     # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as

@@ -3,10 +3,12 @@
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
 from jaxdl.cli import main
+from jaxdl.transfer.backbone import load_run_model
 from jaxdl.data.images import FASHION_MNIST_DIR
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -146,9 +148,23 @@ def test_digits_transfer_restores_the_pretraining_run_as_its_backbone(tmp_path, 
     assert summary["transfer"]["backbone"] == str(pretrain) and summary["transfer"]["restored"]
     # The old 5-way output layer is left behind by name, not silently.
     assert summary["transfer"]["dropped_from_source"] == ["params/DenseHead_0/Dense_1/bias", "params/DenseHead_0/Dense_1/kernel"]
+    # Stage 2 from the transfer run: its backbone and head go on, only the top block of the backbone trains.
+    stage2 = tmp_path / "stage2"
+    assert main(["train", str(ROOT / "experiments" / "digits_transfer.py"), "--workdir", str(stage2), *TINY,
+                 f"--config.transfer.workdir={transfer}", "--config.transfer.mode=train_top", "--config.transfer.top_blocks=1",
+                 "--config.data.train_limit=100", "--config.optimizer.schedule=constant"]) == 0
+    second = json.loads((stage2 / "summary.json").read_text())["transfer"]
+    assert second["head"] == "restored from the source run" and second["dropped_from_source"] == []
+    first_params, second_params = (load_run_model(run)[1]["params"]["backbone"] for run in (transfer, stage2))
+    blocks = sorted(k for k in first_params if k.startswith("ConvBlock_"))
+    for block in blocks:
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first_params[block]),
+                                                        jax.tree.leaves(second_params[block])))
+        assert same == (block != blocks[-1]), block
     capsys.readouterr()
-    assert main(["evaluate", str(transfer)]) == 0
-    assert json.loads(capsys.readouterr().out)["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+    assert main(["evaluate", str(stage2)]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["loss"] == pytest.approx(
+        json.loads((stage2 / "summary.json").read_text())["test"]["loss"], rel=1e-5)
     assert main(["train", str(ROOT / "experiments" / "digits_transfer.py"), "--workdir", str(tmp_path / "x"), *TINY,
                  f"--config.transfer.workdir={tmp_path / 'nothing'}"]) == 2
     assert "jaxdl train experiments/digits_pretrain.py" in capsys.readouterr().err

@@ -3,11 +3,14 @@
 `fit` (fit.py) adapts any Linen or NNX model (models/adapter.py), takes ``(x, y)`` arrays, pytrees or batches
 (data.py) and a loss and metrics by name or as functions (objective.py), and trains with jaxdl's own step and
 loop; it returns a `Run` (run.py) with the pure state, a Keras-style history and `predict`. inference.py:
-`load` a finished ``jaxdl train`` run, `summary` of a model, `export` for serving without jaxdl.
+`load` a finished ``jaxdl train`` run, `summary` of a model, `export` for serving without jaxdl. transfer.py:
+`backbone` (zoo name or run directory) and what ``fit(initial_variables=..., freeze=Freeze(...))`` does with it.
 """
 
 from jaxdl.api.fit import fit
 from jaxdl.api.inference import Inference, ModelSummary, export, load, predict, summary
 from jaxdl.api.run import Run
+from jaxdl.api.transfer import backbone
+from jaxdl.transfer.freeze import Freeze
 
-__all__ = ["Inference", "ModelSummary", "Run", "export", "fit", "load", "predict", "summary"]
+__all__ = ["Freeze", "Inference", "ModelSummary", "Run", "backbone", "export", "fit", "load", "predict", "summary"]

@@ -3,7 +3,9 @@
 ``(x, y)`` with NumPy or JAX arrays (``x`` may be a dict of arrays, for a model with several inputs), an
 `ArrayDataset`, or an iterable of ``(x, y)``
 batches (a list, a generator, a function returning one, a grain loader): an iterable is read once into memory,
-after which every epoch is shuffled from ``(seed, epoch)`` as for arrays.
+after which every epoch is shuffled from ``(seed, epoch)`` as for arrays. NumPy's default 64-bit arrays become
+32-bit ones (float64 -> float32, int64 -> int32) unless JAX runs with ``jax_enable_x64``: what JAX would
+truncate them to anyway, done once here instead of with a warning at every step.
 """
 
 from __future__ import annotations
@@ -16,8 +18,18 @@ import numpy as np
 from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_examples
 
 
+_NARROW = {np.dtype(np.float64): np.float32, np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32}
+
+
+def _array(values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype in _NARROW and not jax.config.jax_enable_x64:
+        return array.astype(_NARROW[array.dtype])
+    return array
+
+
 def _as_arrays(x: Any) -> Any:
-    return {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
+    return {k: _array(v) for k, v in x.items()} if isinstance(x, dict) else _array(x)
 
 
 def _read_batches(batches: Any, what: str) -> ArrayDataset:
@@ -26,7 +38,7 @@ def _read_batches(batches: Any, what: str) -> ArrayDataset:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ValueError(f"{what}: batch {i} is a {type(batch).__name__}; an iterable of batches must yield (x, y) pairs")
         xs.append(_as_arrays(batch[0]))
-        ys.append(np.asarray(batch[1]))
+        ys.append(_array(batch[1]))
     if not xs:
         raise ValueError(f"{what}: the iterable of batches yielded nothing")
     x = {k: np.concatenate([b[k] for b in xs]) for k in xs[0]} if isinstance(xs[0], dict) else np.concatenate(xs)
@@ -39,7 +51,7 @@ def as_dataset(data: Any, what: str = "data") -> ArrayDataset:
     if isinstance(data, ArrayDataset):
         dataset = data
     elif isinstance(data, tuple) and len(data) == 2:
-        x, y = _as_arrays(data[0]), np.asarray(data[1])
+        x, y = _as_arrays(data[0]), _array(data[1])
         if num_examples(x) != len(y):
             raise ValueError(f"{what}: x has {num_examples(x)} examples but y has {len(y)}")
         dataset = ArrayDataset(x, y)

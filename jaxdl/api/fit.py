@@ -14,14 +14,16 @@ import optax
 from jaxdl.api.data import as_dataset, split_validation
 from jaxdl.api.objective import CROSS_ENTROPIES, Objective, make_objective
 from jaxdl.api.run import Run, keras_history
+from jaxdl.api.transfer import frozen_model, frozen_optimizer, starting_variables
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.distributed.parallel import make_parallel
 from jaxdl.models.adapter import as_model
 from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
-from jaxdl.training.state import create_train_state, input_spec_of
+from jaxdl.training.state import create_train_state, input_spec_of, train_state_from
 from jaxdl.training.step import make_eval_step, make_train_step
+from jaxdl.transfer.freeze import Freeze
 from jaxdl.util.counts import require_counts
 
 PROBE_EXAMPLES = 256  # examples the untrained model is run on before training, for the output checks
@@ -31,7 +33,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         optimizer: str | optax.GradientTransformation = "adam", learning_rate: float = 1e-3,
         validation_data: Any = None, validation_split: float = 0.0, metrics: Sequence[str | Callable] | None = None,
         from_logits: bool = True, seed: int = 0, workdir: str | pathlib.Path | None = None, strategy: str = "jit",
-        early_stopping: EarlyStopping | None = None, hooks: Sequence[Any] = (), progress: bool = True) -> Run:
+        early_stopping: EarlyStopping | None = None, hooks: Sequence[Any] = (), progress: bool = True,
+        initial_variables: Any = None, freeze: Freeze | None = None) -> Run:
     """Train ``model`` on ``data`` and return the `Run` (its ``state``, Keras-style ``history``, ``predict``).
 
     ``model``: a Flax Linen module, whatever its training flag (``train``, ``training``, ``deterministic``, ...
@@ -43,6 +46,11 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     optimizer or a name (``"adam"``, ``"sgd"``, ...) at ``learning_rate``. Validation comes from
     ``validation_data`` or the last ``validation_split`` of ``data``. With a ``workdir`` the run is checkpointed,
     resumable and locked as ``jaxdl train``'s is. ``strategy``: ``"jit"``, ``"pmap"`` or ``"mesh"``.
+
+    Transfer: ``initial_variables`` starts from given weights instead of random ones (a `Backbone` from
+    `jaxdl.backbone`, an earlier `Run`, or a dict of variables; see `jaxdl.api.transfer.starting_variables`)
+    with a new optimizer state; ``freeze`` (a `Freeze`) trains only part of a ``backbone`` submodule, the rest
+    at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged.
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
     module = as_model(model)
@@ -55,11 +63,28 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         train, validation = split_validation(train, validation_split)
     sample = map_inputs(lambda a: a[:1], train.x)
     steps_per_epoch = max(num_train_batches(len(train), batch_size), 1)
-    if isinstance(optimizer, str):
-        tx, schedule = make_optimizer({"name": optimizer, "learning_rate": learning_rate}, steps_per_epoch, epochs)
+    schedule = None
+
+    def make_tx(rate: float) -> optax.GradientTransformation:
+        nonlocal schedule
+        if not isinstance(optimizer, str):  # a slower group scales the given optimizer's updates
+            return optimizer if rate == learning_rate else optax.chain(optimizer, optax.scale(rate / learning_rate))
+        tx, rate_schedule = make_optimizer({"name": optimizer, "learning_rate": rate}, steps_per_epoch, epochs)
+        schedule = rate_schedule if rate == learning_rate else schedule  # the head's rate is the one logged
+        return tx
+
+    if freeze is not None:
+        key = jax.random.PRNGKey(0)
+        params = jax.eval_shape(lambda: module.init({"params": key, "dropout": key}, sample, train=False))["params"]
+        module = frozen_model(module, freeze, params)
+        tx = frozen_optimizer(make_tx, learning_rate, freeze, params)
     else:
-        tx, schedule = optimizer, None
+        tx = make_tx(learning_rate)
     state = create_train_state(module, tx, sample, seed)
+    restored: dict[str, Any] = {}
+    if initial_variables is not None:
+        variables, restored = starting_variables(state.variables(), initial_variables)
+        state = train_state_from(variables, tx, seed)
     probe = map_inputs(lambda a: a[:PROBE_EXAMPLES], train.x)
     outputs = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(state.variables(), probe))
     objective = make_objective(loss, metrics, from_logits, outputs.shape[-1] if outputs.ndim > 1 else None)
@@ -73,7 +98,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
                       schedule=schedule, input_spec=input_spec_of(sample), parallel=parallel, hooks=hooks,
                       early_stopping=early_stopping,
                       eval_batch_size=max(batch_size, 256))
-    return Run(module, result.state, keras_history(result.history, objective.shown), result.summary, objective,
+    summary = dict(result.summary, initial_variables=restored) if restored else result.summary
+    return Run(module, result.state, keras_history(result.history, objective.shown), summary, objective,
                None if workdir is None else str(workdir), input_spec_of(sample))
 
 

@@ -16,13 +16,13 @@ import numpy as np
 
 from jaxdl.data.datasets import DatasetSplits
 from jaxdl.data.pipeline import ArrayDataset
-from jaxdl.models import DenseHead, create_model
+from jaxdl.models import DenseHead
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.weight_average import copy_params
-from jaxdl.transfer.backbone import load_backbone, restore_backbone
+from jaxdl.transfer.backbone import build_transfer_model, load_backbone, restore_backbone, restore_head
 from jaxdl.transfer.features import extract_features
-from jaxdl.transfer.freeze import check_mode, parameter_labels, transfer_optimizer
+from jaxdl.transfer.freeze import BACKBONE, check_mode, frozen_below, parameter_labels, transfer_optimizer
 
 
 def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -36,16 +36,16 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
     mode = check_mode(transfer.mode)
     if config.model.name != "transfer":
         raise ValueError(f"transfer.pretrained/transfer.workdir need model.name='transfer', got {config.model.name!r}")
-    freeze_blocks = transfer.freeze_blocks if mode == "freeze_first" else 0
-    backbone = load_backbone(transfer.pretrained or None, transfer.workdir or None, transfer.cache_dir, freeze_blocks)
+    backbone = load_backbone(transfer.pretrained or None, transfer.workdir or None, transfer.cache_dir)
     if transfer.backbone_batch_stats not in ("frozen", "train"):
         raise ValueError(f"transfer.backbone_batch_stats must be 'frozen' or 'train', got {transfer.backbone_batch_stats!r}")
     train_backbone = mode == "scratch" or (mode != "feature_extraction" and transfer.backbone_batch_stats == "train")
-    model = create_model("transfer", backbone=backbone.module, inputs=backbone.inputs, train_backbone=train_backbone,
-                         **model_kwargs)
+    frozen = (frozen_below({BACKBONE: backbone.variables.get("params", {})}, mode, transfer.freeze_blocks, transfer.top_blocks)
+              if mode in ("freeze_first", "train_top") else 0)
+    model = build_transfer_model(config, {**model_kwargs, "train_backbone": train_backbone}, frozen)
     reference = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                   sample, train=False))
-    labels = parameter_labels(reference["params"], mode, transfer.freeze_blocks)
+    labels = parameter_labels(reference["params"], mode, transfer.freeze_blocks, transfer.top_blocks)
 
     schedules: dict[float, Any] = {}  # the head's (at the configured rate) is the one logged
 
@@ -59,8 +59,10 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
     schedule = schedules[config.optimizer.learning_rate]
     state = create_train_state(model, tx, sample, config.seed, config.train.precision, average)
     dropped: list[str] = []
+    head_restored = False
     if mode != "scratch":
         variables, dropped = restore_backbone(state.variables(), backbone.variables)
+        variables, head_restored = restore_head(variables, backbone.head_variables)
         params = jax.tree.map(jnp.asarray, variables["params"])
         state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
                               opt_state=tx.init(params), average=copy_params(params) if average else None)
@@ -68,7 +70,8 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
     for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(state.params)):
         sizes[label] += int(np.size(leaf))
     notes = {"transfer": {"backbone": backbone.source, "mode": mode, "restored": mode != "scratch",
-                          "dropped_from_source": dropped, "parameters": sizes}}
+                          "dropped_from_source": dropped, "parameters": sizes,
+                          "head": "restored from the source run" if head_restored else "new"}}
     if transfer.cache_features:
         if mode != "feature_extraction":
             raise ValueError(f"transfer.cache_features needs transfer.mode='feature_extraction' (a frozen backbone), got {mode!r}")

@@ -39,6 +39,15 @@ def training_flag(module: nn.Module) -> tuple[str, bool] | None:
     return None
 
 
+def call_with_train(module: nn.Module, x: Any, train: bool) -> Any:
+    """``module(x)`` with jaxdl's ``train`` passed as the module's own training flag (or not at all)."""
+    flag = training_flag(module)
+    if flag is None:
+        return module(x)
+    name, means_training = flag
+    return module(x, **{name: train if means_training else not train})
+
+
 class TrainFlag(nn.Module):
     """``module`` called with its own training flag ``flag`` (or none) from jaxdl's ``train``; parameters keep
     the module's own paths (the wrapper shares its scope)."""

@@ -4,15 +4,19 @@ The backbone is any Linen module that maps inputs to features: a `MobileNet` wit
 (pooled image features), a `BertEncoder` (token states, mean-pooled over real tokens here), or a jaxdl
 model trained earlier with its output layer removed (``num_outputs=None``). It lives in the ``backbone``
 subtree of the variables, so `jaxdl.transfer.backbone.restore_backbone` can fill it from a checkpoint and
-`jaxdl.transfer.freeze` can tell its parameters from the head's.
+`jaxdl.transfer.freeze` can tell its parameters from the head's. The head is any Linen module (``head``;
+its training flag found as `jaxdl.models.adapter` finds it) or, by default, one Dense layer of ``num_outputs``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.adapter import call_with_train
 from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.sequence_pooling import pool_steps
 
@@ -32,7 +36,8 @@ def adapt_images(x: jax.Array, size: int | None, channels: int | None) -> jax.Ar
 
 
 class TransferClassifier(nn.Module):
-    """``backbone`` features -> dropout -> Dense ``num_outputs`` (the ``head``).
+    """``backbone`` features -> dropout -> the ``head``: Dense ``num_outputs`` by default, or any Linen module
+    given as ``head`` (e.g. ``DenseHead((256,), num_outputs=5, dropout_rate=0.5)``), which then sets the outputs.
 
     ``inputs``: "image" (NHWC, adapted by `adapt_images` with ``input_size`` and ``input_channels``) or
     "tokens" (ids ``[batch, time]``, 0 = padding; the backbone's token states are mean-pooled).
@@ -42,6 +47,7 @@ class TransferClassifier(nn.Module):
 
     backbone: nn.Module
     num_outputs: int = 10
+    head: nn.Module | None = None
     inputs: str = "image"
     input_size: int | None = None
     input_channels: int | None = None
@@ -59,8 +65,10 @@ class TransferClassifier(nn.Module):
         raise ValueError(f"TransferClassifier.inputs must be 'image' or 'tokens', got {self.inputs!r}")
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool = False) -> Any:
         features = self.features(x, train)
         features = features.reshape(features.shape[0], -1)
         features = Dropout(self.head_dropout, deterministic=not train)(features)
+        if self.head is not None:
+            return call_with_train(self.head, features, train)
         return nn.Dense(self.num_outputs, name="head")(features)

@@ -141,6 +141,22 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, sampl
                          jax.random.PRNGKey(seed))
 
 
+def train_state_from(variables: dict[str, PyTree], tx: optax.GradientTransformation, seed: int = 0,
+                     precision: str = "float32", average: bool = False) -> TrainState:
+    """A fresh `TrainState` (step 0, new optimizer state for ``tx``) around given ``variables``
+    (``{"params", ["batch_stats"]}``: pretrained weights, an earlier stage's): what a second stage of training
+    or a new optimizer starts from. The run's key comes from ``seed`` as in `create_train_state`."""
+    compute_dtype(precision)
+    if "params" not in variables:
+        raise ValueError(f"variables must hold 'params', got collections {sorted(variables)}")
+    params = jax.tree.map(jnp.asarray, variables["params"])
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})), opt_state=tx.init(params),
+                      rng=jax.random.split(jax.random.PRNGKey(seed), 3)[2],
+                      loss_scale=DynamicLossScale.create() if precision == "float16" else None,
+                      average=copy_params(params) if average else None)
+
+
 def create_train_states(model: nn.Module, tx: optax.GradientTransformation, sample_x: jax.Array, seeds: Any,
                         precision: str = "float32", average: bool = False) -> TrainState:
     """The states `create_train_state` makes for each of ``seeds``, stacked on a leading axis (for vmapped

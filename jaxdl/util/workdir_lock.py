@@ -51,6 +51,24 @@ def check_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
+def refuse_if_busy(workdir: str | pathlib.Path) -> None:
+    """Raise `WorkdirBusyError` naming the holder when another process holds ``workdir``'s lock, without
+    taking it: the command line calls this before importing JAX, so a second run fails in well under a
+    second; `hold_workdir` still takes the lock for real later."""
+    lock_file = pathlib.Path(workdir) / LOCK_NAME
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:  # no lock file (a fresh directory) or none readable: hold_workdir decides
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WorkdirBusyError(f"the work directory {pathlib.Path(workdir)} is in use by another run "
+                               f"({_holder(lock_file)}); wait for it to finish or pass another --workdir") from None
+    finally:
+        os.close(fd)  # closing releases the probe's shared lock
+
+
 def _holder(lock_file: pathlib.Path) -> str:
     try:
         holder = json.loads(lock_file.read_text() or "{}")

@@ -199,3 +199,24 @@ def test_cached_features_are_each_examples_own_in_order(with_lengths):
     assert {s[0] for s in shapes} == {8}  # one batch shape, the last batch padded
     if with_lengths:  # shortest first, trimmed to multiples of 32: fewer columns than the full 70
         assert {s[1] for s in shapes} <= {32, 64, 70} and len(shapes) > 1
+
+
+def test_a_configured_head_is_built_from_the_registry_on_the_named_backbone():
+    from jaxdl.config import default_config, model_arguments, validate_config
+    from jaxdl.transfer.backbone import build_transfer_model
+
+    config = default_config()
+    config.model = dict(name="transfer", input_size=32, head=dict(name="dense_head", hidden_sizes=(32,), dropout_rate=0.5))
+    config.transfer.pretrained = "mobilenet-v2"
+    validate_config(config)
+    model = build_transfer_model(config, {**model_arguments(config), "num_outputs": 5})
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))["params"]
+    assert jax.tree.map(lambda a: a.shape, shapes["head"]) == {"Dense_0": {"kernel": (1280, 32), "bias": (32,)},
+                                                                "Dense_1": {"kernel": (32, 5), "bias": (5,)}}
+    assert "block_16" in shapes["backbone"] and "classifier" not in shapes["backbone"]
+    config.model.head = dict(hidden_sizes=(32,))
+    with pytest.raises(ValueError, match="model.head must name a registered model"):
+        build_transfer_model(config, model_arguments(config))
+    config.model.head = dict(name="dense_head", widths=(32,))
+    with pytest.raises(ValueError, match=r"model 'dense_head' has no hyperparameter\(s\) \['widths'\]"):
+        build_transfer_model(config, model_arguments(config))
