@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from jaxdl.cli import main
-from jaxdl.transfer.backbone import load_run_model
 from jaxdl.data.images import FASHION_MNIST_DIR
+from jaxdl.transfer.backbone import load_run_model
 
 ROOT = pathlib.Path(__file__).parents[1]
 TINY = ["--config.data.train_limit=256", "--config.data.eval_limit=200", "--config.data.batch_size=64",

@@ -17,7 +17,6 @@ import numpy as np
 
 from jaxdl.data.pipeline import ArrayDataset, map_inputs, num_examples
 
-
 _NARROW = {np.dtype(np.float64): np.float32, np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32}
 
 
