@@ -5,7 +5,8 @@ The names below are the everyday API, imported on first use (``import jaxdl`` it
 - your own model and data: `fit` (``jaxdl.fit(model, (x, y), loss=..., epochs=...)``, returning a `Run`),
   `predict`, `summary`, `export`, `load` (a finished run for prediction), `as_model` (your module as jaxdl calls it);
 - transfer: `pretrained` (a zoo model on raw photos or texts: ``classify``, ``embed``), `backbone` (a zoo name or a run directory), `Freeze` (which part trains), `TransferClassifier` and
-  `DenseHead` (a backbone under a new head);
+  `DenseHead` (a backbone under a new head), `read_weights_file` and `convert_state_dict` (PyTorch or
+  safetensors weights into your Flax model by module-name rules);
 - configs and experiments: `default_config`, `load_config`, `build_experiment`, `train_and_evaluate`,
   `evaluate_workdir`;
 - pieces for your own loop: `load_dataset`, `create_model`, `get_task`, `make_optimizer`, `create_train_state`,
@@ -37,6 +38,8 @@ _PUBLIC = {
     "TransferClassifier": "jaxdl.models",
     "DenseHead": "jaxdl.models",
     "as_model": "jaxdl.models.adapter",
+    "convert_state_dict": "jaxdl.transfer.state_dict",
+    "read_weights_file": "jaxdl.transfer.state_dict",
     "default_config": "jaxdl.config",
     "load_config": "jaxdl.config",
     "build_experiment": "jaxdl.experiment.build",
