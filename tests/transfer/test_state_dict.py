@@ -129,7 +129,6 @@ class TorchNet:
 @needs_torch
 def test_every_layer_kind_gives_pytorchs_outputs(tmp_path):
     import torch
-
     from safetensors.torch import save_file
 
     net = TorchNet()
