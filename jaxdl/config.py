@@ -51,6 +51,14 @@ def default_config() -> ConfigDict:
         image_size=ml_collections.FieldReference(None, field_type=int),
         max_objects=ml_collections.FieldReference(None, field_type=int),
         grid=ml_collections.FieldReference(None, field_type=int),
+        # Your own files and code (docs/data.md): data.name "csv" (path, target, features, target_kind),
+        # "image_folder" (root, image_size, channels) or "own" (loader="my_data.py:load").
+        path=ml_collections.FieldReference(None, field_type=str),
+        target=ml_collections.FieldReference(None, field_type=str),
+        features=(),
+        target_kind="auto",
+        channels="rgb",
+        loader=ml_collections.FieldReference(None, field_type=str),
     ))
     config.model = ConfigDict(dict(name="mlp"))
     config.loss = ConfigDict(dict(name="softmax_cross_entropy", label_smoothing=0.0, ignore_label=-1, l1=0.0, l2=0.0,

@@ -44,6 +44,22 @@ def _read_batches(batches: Any, what: str) -> ArrayDataset:
     return ArrayDataset(x, np.concatenate(ys))
 
 
+def registered_splits(data: Any) -> Any:
+    """The `DatasetSplits` of ``data`` when it names a registered data set (``"digits"``, ``"mnist"``, ...) or is
+    one already, else None: `fit` trains on its train part and validates on its validation part."""
+    from jaxdl.config import default_config
+    from jaxdl.data.base import DatasetSplits
+    from jaxdl.data.datasets import load_dataset
+
+    if isinstance(data, DatasetSplits):
+        return data
+    if not isinstance(data, str):
+        return None
+    config = default_config().data
+    config.name = data
+    return load_dataset(config)
+
+
 def as_dataset(data: Any, what: str = "data") -> ArrayDataset:
     """``data`` (see the module docstring) as an `ArrayDataset` whose inputs are all finite; ``what`` names it
     in errors."""

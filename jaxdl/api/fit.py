@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxdl.api.data import as_dataset, split_validation
+from jaxdl.api.data import as_dataset, registered_splits, split_validation
 from jaxdl.api.objective import CROSS_ENTROPIES, Objective, make_objective
 from jaxdl.api.run import Run, keras_history
 from jaxdl.api.transfer import frozen_model, frozen_optimizer, starting_variables
@@ -38,9 +38,10 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     """Train ``model`` on ``data`` and return the `Run` (its ``state``, Keras-style ``history``, ``predict``).
 
     ``model``: a Flax Linen module, whatever its training flag (``train``, ``training``, ``deterministic``, ...
-    or none), or an NNX module. ``data``: ``(x, y)`` arrays (``x`` may be a dict of arrays), an `ArrayDataset`
-    or an iterable of ``(x, y)`` batches. ``loss``: a name (``"binary_cross_entropy"``, ``"softmax_cross_entropy"``,
-    ``"mse"``, Keras spellings too) or ``loss(outputs, labels) -> [batch]``; ``from_logits=False`` for a model
+    or none), or an NNX module. ``data``: ``(x, y)`` arrays (``x`` may be a dict of arrays), an `ArrayDataset`,
+    an iterable of ``(x, y)`` batches, or a registered data set by name (``"digits"``: its train part, validated
+    on its validation part) or as `DatasetSplits` (``jaxdl.data.load_dataset(...)``). ``loss``: a name
+    (``"binary_cross_entropy"``, ``"softmax_cross_entropy"``, ``"mse"``, Keras spellings too) or ``loss(outputs, labels) -> [batch]``; ``from_logits=False`` for a model
     ending in a sigmoid or softmax. ``metrics``: names the loss's task computes (``"accuracy"``, ...) or
     functions ``(outputs, labels) -> [batch]``; None keeps all the task computes. ``optimizer``: an optax
     optimizer or a name (``"adam"``, ``"sgd"``, ...) at ``learning_rate``. Validation comes from
@@ -54,7 +55,10 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
     module = as_model(model)
-    train = as_dataset(data, "data")
+    splits = registered_splits(data)
+    train = as_dataset(splits.train if splits else data, "data")
+    if validation_data is None and splits is not None and not validation_split:
+        validation_data = splits.validation
     if validation_data is not None:
         if validation_split:
             raise ValueError("pass validation_data or validation_split, not both")

@@ -4,7 +4,17 @@ Importing this package imports every source module, each of which registers its 
 `jaxdl.data.datasets.register_dataset`; `load_dataset` then finds any of them by name.
 """
 
-from jaxdl.data import detection, images, reviews, shapes, synthetic, timeseries  # noqa: F401  (they register)
+from jaxdl.data import (  # noqa: F401  (they register)
+    csv_table,
+    detection,
+    image_folder,
+    images,
+    own_loader,
+    reviews,
+    shapes,
+    synthetic,
+    timeseries,
+)
 from jaxdl.data.datasets import DATASETS, DatasetSplits, MissingDataError, load_dataset, register_dataset
 from jaxdl.data.images import read_idx
 from jaxdl.data.pipeline import ArrayDataset, epoch_permutation, eval_batches, num_train_batches, train_batches
