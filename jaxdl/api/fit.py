@@ -17,7 +17,7 @@ from jaxdl.api.run import Run, keras_history
 from jaxdl.api.transfer import frozen_model, frozen_optimizer, starting_variables
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.distributed.parallel import make_parallel
-from jaxdl.models.adapter import as_model
+from jaxdl.models.adapter import as_model, with_own_collections
 from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
@@ -54,7 +54,6 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged.
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
-    module = as_model(model)
     splits = registered_splits(data)
     train = as_dataset(splits.train if splits else data, "data")
     if validation_data is None and splits is not None and not validation_split:
@@ -66,6 +65,7 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     else:
         train, validation = split_validation(train, validation_split)
     sample = map_inputs(lambda a: a[:1], train.x)
+    module = with_own_collections(as_model(model), sample)
     steps_per_epoch = max(num_train_batches(len(train), batch_size), 1)
     schedule = None
 

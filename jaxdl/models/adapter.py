@@ -7,6 +7,9 @@ jaxdl's steps call ``model.apply(variables, x, train=True/False, rngs={"dropout"
 - one that takes ``training``, ``is_training`` (same sense), ``deterministic`` or ``use_running_average``
   (the opposite sense), or no flag at all, is wrapped by `TrainFlag`, which shares its scope, so the parameter
   tree is the module's own (``model.init`` of the original gives the same paths);
+- a Linen module that keeps state in collections of its own (a step counter in ``"counts"``, running
+  statistics in ``"stats"``) is wrapped by `OwnCollections` (`with_own_collections`, given an example input):
+  those collections travel as ``batch_stats[name]`` and are updated by every training step;
 - an NNX module is wrapped by `NNXModel`: its parameters become the ``params`` collection, its other state
   (BatchNorm statistics) ``batch_stats``; ``train`` switches it with ``module.train()``/``module.eval()``, and
   its dropout streams are reseeded from the step's key, so a step is a pure function of state and batch.
@@ -93,6 +96,51 @@ class NNXModel(nn.Module):
         if train and not self.is_initializing() and self.is_mutable_collection("batch_stats"):
             rest.value = nnx.to_pure_dict(nnx.split(module, nnx.Param, nnx.RngState, ...)[3])
         return outputs
+
+
+KEPT = ("params", "batch_stats")  # what a TrainState holds as it is
+NOT_STATE = ("intermediates",)  # values a module sows for inspection, not state to carry between steps
+
+
+class OwnCollections(nn.Module):
+    """A Linen ``module`` (taking jaxdl's ``train``) whose variables include ``collections`` other than
+    ``params``/``batch_stats``: its parameters live under ``params/linen`` and each of its other collections
+    under ``batch_stats/<name>``, so jaxdl's state, steps and checkpoints carry them unchanged; a training
+    call may change them (what ``mutable`` would allow), an inference call may not."""
+
+    module: nn.Module
+    collections: tuple[str, ...]
+
+    @nn.compact
+    def __call__(self, x: Any, train: bool = False) -> Any:
+        def initial(key: jax.Array) -> Any:
+            return self.module.init({"params": key, "dropout": key}, x, train=False)
+
+        key = self.make_rng("params") if self.is_initializing() else None
+        # One key for params and state (one init); Flax also traces the initialiser in apply to check shapes.
+        params = self.param("linen", lambda k: initial(k if key is None else key)["params"])
+        state = {c: self.variable("batch_stats", c, lambda: initial(key)[c]) for c in self.collections}
+        rngs = {"dropout": self.make_rng("dropout")} if train and self.has_rng("dropout") else {}
+        variables = {"params": params, **{c: v.value for c, v in state.items()}}
+        if not (train and not self.is_initializing() and self.is_mutable_collection("batch_stats")):
+            return self.module.apply(variables, x, train=train, rngs=rngs)
+        outputs, updates = self.module.apply(variables, x, train=train, rngs=rngs, mutable=list(self.collections))
+        for c, v in state.items():
+            v.value = updates[c]
+        return outputs
+
+
+def with_own_collections(model: nn.Module, example: Any) -> nn.Module:
+    """``model`` (a jaxdl-ready Linen module, from `as_model`) wrapped in `OwnCollections` when its variables
+    for ``example`` hold collections beyond ``params`` and ``batch_stats``; otherwise unchanged."""
+    if isinstance(model, NNXModel):
+        return model
+    key = jax.random.PRNGKey(0)
+    shapes = jax.eval_shape(lambda: model.init({"params": key, "dropout": key}, example, train=False))
+    own = tuple(sorted(c for c in shapes if c not in ("params", *NOT_STATE)))
+    if not set(own) - set(KEPT):
+        return model
+    return OwnCollections(model, own)
 
 
 def _copy(state: Any) -> Any:

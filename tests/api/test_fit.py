@@ -199,3 +199,32 @@ def test_bad_data_losses_and_metrics_are_refused_naming_the_fault():
         jaxdl.fit(NoFlag(), (x, y[:49]), loss="binary_cross_entropy", epochs=1, **QUIET)
     with pytest.raises(ValueError, match="epochs must be a whole number >= 1, got 0"):
         jaxdl.fit(NoFlag(), (x, y), loss="binary_cross_entropy", epochs=0, **QUIET)
+
+
+class _CountingNet(nn.Module):
+    """A module with state of its own beside BatchNorm's: a call counter and a running mean of its inputs."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        calls = self.variable("counts", "calls", lambda: jnp.zeros((), jnp.int32))
+        mean = self.variable("stats", "mean", lambda: jnp.zeros(x.shape[-1]))
+        if train and not self.is_initializing():
+            calls.value += 1
+            mean.value = 0.5 * mean.value + 0.5 * x.mean(0)
+        x = nn.BatchNorm(use_running_average=not train)(nn.Dense(8)(x))
+        return nn.Dense(2)(nn.relu(x))
+
+
+def test_a_linen_models_own_collections_are_carried_and_updated_by_each_step():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    run = jaxdl.fit(_CountingNet(), (x, y), loss="softmax_cross_entropy", epochs=3, batch_size=16, progress=False)
+    state = jax.device_get(run.state.batch_stats)
+    assert int(state["counts"]["calls"]) == 3 * 4 == int(run.state.step)  # one call per training step, none in evaluation
+    assert set(state) == {"counts", "stats", "batch_stats"} and np.any(state["stats"]["mean"] != 0)
+    assert "BatchNorm_0" in state["batch_stats"] and "linen" in run.state.params
+    before = jax.device_get(run.state)
+    run.predict(x)  # inference changes nothing
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(jax.device_get(run.state))):
+        np.testing.assert_array_equal(a, b)
