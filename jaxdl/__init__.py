@@ -32,6 +32,7 @@ _PUBLIC = {
     "load": "jaxdl.api",
     "export": "jaxdl.api",
     "summary": "jaxdl.api",
+    "export_onnx": "jaxdl.api.onnx_export",
     "backbone": "jaxdl.api",
     "pretrained": "jaxdl.api",
     "Freeze": "jaxdl.api",

@@ -100,6 +100,12 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if overrides:
         raise SystemExit(f"export takes no config overrides, got {overrides}")
+    if args.format == "onnx":
+        from jaxdl.api.onnx_export import export_onnx
+
+        path = export_onnx(load(args.workdir), args.output or pathlib.Path(args.workdir) / "model.onnx")
+        print(json.dumps({"artifact": str(path)}))
+        return 0
     path = load(args.workdir).export(args.output or pathlib.Path(args.workdir) / "model.jaxexport")
     print(json.dumps({"artifact": str(path), "input_spec": str(path.with_suffix(".json"))}))
     return 0
@@ -179,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = commands.add_parser("export", help="write a finished run's model as a jax.export artifact (weights "
                                  "inside, any batch size) that runs without jaxdl")
     export.add_argument("workdir")
-    export.add_argument("--output", help="the artifact's path (default WORKDIR/model.jaxexport)")
+    export.add_argument("--output", help="the artifact's path (default WORKDIR/model.jaxexport or WORKDIR/model.onnx)")
+    export.add_argument("--format", choices=("jax", "onnx"), default="jax",
+                        help="jax: a jax.export artifact (default); onnx: an ONNX model (jax2onnx), checked with ONNX Runtime")
     summary = commands.add_parser("summary", help="an experiment's model: layers, shapes, parameters, FLOPs")
     summary.add_argument("experiment")
     pretrained = commands.add_parser("pretrained", help="list the pretrained zoo, or import NAME into the Orbax cache")
@@ -198,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
                             "pretrained": _pretrained, "predict": _predict, "export": _export, "summary": _summary}
         return commands_by_name[args.command](args, overrides)
-    except (ValueError, OSError, FloatingPointError) as exc:  # OSError: a full disk, a lost mount
+    except (ValueError, OSError, FloatingPointError, ImportError) as exc:  # OSError: a full disk; ImportError: an extra
         return _error(exc)
     except BaseException as exc:  # Preempted is a BaseException, as KeyboardInterrupt is
         # Imported here, not at the top: JAX loads with them, and a refusal before training should not wait for it.

@@ -1,6 +1,7 @@
 """Using a trained model: `summary` counts what a hand count gives and XLA's FLOPs, `export` round-trips through
 `jax.export` at any batch size without jaxdl, and `jaxdl predict`/`export`/`summary` work on finished runs."""
 
+import importlib.util
 import json
 import pathlib
 
@@ -77,5 +78,30 @@ def test_predict_export_and_summary_commands_on_a_finished_run(tmp_path, capsys)
     artifact = json.loads(capsys.readouterr().out)["artifact"]
     np.testing.assert_allclose(np.asarray(_deserialize(artifact).call(jnp.asarray(x))), inference.predict(x),
                                rtol=1e-6, atol=1e-6)
+    if importlib.util.find_spec("jax2onnx") and importlib.util.find_spec("onnxruntime"):
+        assert main(["export", str(workdir), "--format", "onnx"]) == 0  # checked against predict as it is written
+        assert pathlib.Path(json.loads(capsys.readouterr().out)["artifact"]).stat().st_size > 28 * 28 * 16 * 4
     assert main(["summary", experiment, "--config.model.hidden_sizes=(16,)"]) == 0
     assert f"total parameters: {28 * 28 * 16 + 16 + 16 * 10 + 10:,}" in capsys.readouterr().out
+
+
+def test_an_onnx_export_runs_in_onnx_runtime_as_predict_does_at_any_batch_size(tmp_path):
+    pytest.importorskip("jax2onnx", reason="jax2onnx is not installed (requirements-nodeps.txt)")
+    runtime = pytest.importorskip("onnxruntime")
+    from jaxdl.models import ConvNet
+
+    x = np.random.default_rng(0).normal(size=(40, 8, 8, 1)).astype(np.float32)
+    y = (x.mean((1, 2, 3)) > 0).astype(np.int32)
+    run = jaxdl.fit(ConvNet(channels=(4, 8), dense=(16,), num_outputs=2, batch_norm=True), (x, y),
+                    loss="softmax_cross_entropy", epochs=1, **QUIET)
+    path = jaxdl.export_onnx(run, tmp_path / "model.onnx")  # checks itself against predict on a random batch
+    session = runtime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [d if isinstance(d, int) else "batch" for d in session.get_inputs()[0].shape] == ["batch", 8, 8, 1]
+    for n in (1, 9):
+        np.testing.assert_allclose(session.run(None, {"x": x[:n]})[0], run.predict(x[:n]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="differs from the JAX model"):
+        from jaxdl.api.onnx_export import check_onnx
+
+        other = jaxdl.fit(ConvNet(channels=(4, 8), dense=(16,), num_outputs=2, batch_norm=True), (x, y),
+                          loss="softmax_cross_entropy", epochs=1, seed=1, **QUIET)
+        check_onnx(path, other)

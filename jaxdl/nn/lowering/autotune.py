@@ -151,7 +151,9 @@ def fastest(op: str, candidates: Mapping[str, Callable[..., jax.Array]], args: S
         raise ValueError(f"autotune default {default!r} is not among the candidates {sorted(candidates)}")
     wrt = tuple(wrt)
     fixed = (default,) * (1 + len(wrt))
-    if not enabled() or sum(int(np.prod(a.shape)) for a in args) < _MIN_VALUES:
+    if not enabled() or not all(isinstance(d, int) for a in args for d in a.shape):
+        return fixed  # a symbolic batch (jax.export, ONNX) has no measured choice: the fixed rule serves any size
+    if sum(int(np.prod(a.shape)) for a in args) < _MIN_VALUES:
         return fixed
     structs = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args)
     key = json.dumps([op, repr(params), [(s.shape, str(s.dtype)) for s in structs], sorted(candidates), list(wrt)])
