@@ -1,0 +1,1 @@
+"""Runnable examples, one a scenario: python -m examples.NAME (docs/own_models.md walks through them)."""
