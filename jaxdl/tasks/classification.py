@@ -65,3 +65,17 @@ class BinaryClassification(Classification):
     def loss(self) -> LossFn:
         """`binary_cross_entropy` from logits."""
         return binary_cross_entropy
+
+    def check_labels(self, labels: Any, split: str) -> None:
+        """Integer labels as every classifier's; float labels (soft targets, 0.0/1.0) must lie in [0, 1]:
+        a target of 2.0 has no probability meaning and drives the logit to infinity without an error."""
+        labels = np.asarray(labels)
+        if np.issubdtype(labels.dtype, np.floating) and labels.size:
+            bad = (labels < 0) | (labels > 1) | ~np.isfinite(labels)
+            if bad.any():
+                index = tuple(int(i) for i in np.argwhere(bad)[0])
+                where = index[0] if len(index) == 1 else index
+                raise ValueError(f"{split} label {float(labels[index])} at index {where} is outside [0, 1]: binary "
+                                 "cross-entropy targets are probabilities (0 or 1, or soft targets between)")
+            return
+        super().check_labels(labels, split)

@@ -189,6 +189,10 @@ def test_bad_data_losses_and_metrics_are_refused_naming_the_fault():
     bad_y[4] = 2
     with pytest.raises(ValueError, match=r"data label 2 at index 4 is outside \[0, 2\)"):
         jaxdl.fit(NoFlag(), (x, bad_y), loss="binary_cross_entropy", epochs=1, **QUIET)
+    soft_y = y.astype(np.float32)
+    soft_y[9] = 2.0
+    with pytest.raises(ValueError, match=r"data label 2.0 at index 9 is outside \[0, 1\]"):
+        jaxdl.fit(NoFlag(), (x, soft_y), loss="binary_cross_entropy", epochs=1, **QUIET)
     with pytest.raises(ValueError, match="unknown loss 'hinge'; valid names are"):
         jaxdl.fit(NoFlag(), (x, y), loss="hinge", epochs=1, **QUIET)
     with pytest.raises(ValueError, match=r"metrics \['auc'\] are not computed for this loss; available: .*accuracy"):
