@@ -19,6 +19,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxdl.distributed.runtime import initialize_distributed
     from jaxdl.experiment.run import train_and_evaluate
 
+    if args.profile:
+        overrides = [*overrides, f"train.profile={args.profile}"]
     config = load_config(args.experiment, overrides)
     if args.coordinator or args.num_processes is not None or args.process_id is not None or args.distributed:
         # Before any computation: every process of a multi-host run joins the same JAX runtime.
@@ -146,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = commands.add_parser("train", help="train an experiment config into a work directory")
     train.add_argument("experiment", help="path to an experiment file defining get_config(), e.g. experiments/mnist_cnn.py")
     train.add_argument("--workdir", required=True, help="where logs, curves, checkpoints and summary.json go")
+    train.add_argument("--profile", metavar="START:STOP",
+                       help="write a jax.profiler trace of optimizer steps START..STOP to WORKDIR/profile "
+                            "(open it with TensorBoard's profiler or Perfetto)")
     train.add_argument("--resume", action="store_true",
                        help="require a checkpoint in --workdir and continue from it (a workdir with checkpoints is "
                             "resumed anyway; this makes a missing one an error)")

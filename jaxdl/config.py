@@ -82,6 +82,7 @@ def default_config() -> ConfigDict:
         # Also evaluate the final model on the training split in inference mode (the honest train-validation gap).
         evaluate_train=False,
         tensorboard=False,  # also write TensorBoard event files to workdir/tensorboard (the tensorboard extra)
+        profile="",  # "START:STOP": a jax.profiler trace of those optimizer steps in workdir/profile
         # GANs: the workdir of a classifier run that judges 1,000 samples after training ("" = no judge).
         judge_workdir="",
         # GANs: decay of the generator's moving average that samples come from (0 = sample the generator itself).

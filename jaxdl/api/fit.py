@@ -19,6 +19,7 @@ from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.distributed.parallel import make_parallel
 from jaxdl.models.adapter import as_model, with_own_collections
 from jaxdl.training.early_stopping import EarlyStopping
+from jaxdl.training.hooks.profile import ProfileSteps, parse_steps
 from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state, input_spec_of, train_state_from
@@ -34,7 +35,7 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         validation_data: Any = None, validation_split: float = 0.0, metrics: Sequence[str | Callable] | None = None,
         from_logits: bool = True, seed: int = 0, workdir: str | pathlib.Path | None = None, strategy: str = "jit",
         early_stopping: EarlyStopping | None = None, hooks: Sequence[Any] = (), progress: bool = True,
-        initial_variables: Any = None, freeze: Freeze | None = None) -> Run:
+        initial_variables: Any = None, freeze: Freeze | None = None, profile: str | None = None) -> Run:
     """Train ``model`` on ``data`` and return the `Run` (its ``state``, Keras-style ``history``, ``predict``).
 
     ``model``: a Flax Linen module, whatever its training flag (``train``, ``training``, ``deterministic``, ...
@@ -51,7 +52,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     Transfer: ``initial_variables`` starts from given weights instead of random ones (a `Backbone` from
     `jaxdl.backbone`, an earlier `Run`, or a dict of variables; see `jaxdl.api.transfer.starting_variables`)
     with a new optimizer state; ``freeze`` (a `Freeze`) trains only part of a ``backbone`` submodule, the rest
-    at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged.
+    at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged. ``profile="START:STOP"``
+    writes a `jax.profiler` trace of those optimizer steps to ``workdir/profile`` (``./profile`` without one).
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
     splits = registered_splits(data)
@@ -93,6 +95,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     outputs = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(state.variables(), probe))
     objective = make_objective(loss, metrics, from_logits, outputs.shape[-1] if outputs.ndim > 1 else None)
     _check_objective(objective, outputs, train.y[:PROBE_EXAMPLES], train, validation)
+    if profile:
+        hooks = [*hooks, ProfileSteps(pathlib.Path(workdir or ".") / "profile", *parse_steps(profile))]
     parallel = make_parallel(strategy)
     train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name)
     eval_step = make_eval_step(module, objective.loss, objective.metrics, axis_name=parallel.axis_name)

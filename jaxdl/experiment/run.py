@@ -24,6 +24,7 @@ from jaxdl.report.tensorboard import TensorBoardLogger
 from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.evaluation import evaluate, scalar_metrics
 from jaxdl.training.hooks import Hook
+from jaxdl.training.hooks.profile import ProfileSteps, parse_steps
 from jaxdl.training.loop import fit
 from jaxdl.training.state import count_params
 from jaxdl.util.atomic_file import write_text_atomically
@@ -85,6 +86,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         if config.train.tensorboard:
             hooks.append(TensorBoardLogger(workdir / "tensorboard"))
         hooks += exp.task.hooks(exp.model, config, workdir)
+        if config.train.profile:
+            hooks.append(ProfileSteps(workdir / "profile", *parse_steps(config.train.profile)))
     result = fit(
         exp.state, train_step=exp.train_step, eval_step=exp.eval_step, train_data=exp.data.train,
         batch_size=config.data.batch_size, num_epochs=config.train.num_epochs, seed=config.data.seed,

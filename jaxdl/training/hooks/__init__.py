@@ -9,7 +9,8 @@ from jaxdl.training.hooks.checkpointing import SaveCheckpoints
 from jaxdl.training.hooks.early_stopping import EarlyStop
 from jaxdl.training.hooks.epoch_callback import EpochCallback, as_hook
 from jaxdl.training.hooks.metrics_log import MetricsLog
+from jaxdl.training.hooks.profile import ProfileSteps
 from jaxdl.training.hooks.progress import SHOWN_METRICS, ProgressBar
 
-__all__ = ["SHOWN_METRICS", "EarlyStop", "EpochCallback", "Hook", "Loop", "MetricsLog", "ProgressBar",
+__all__ = ["SHOWN_METRICS", "EarlyStop", "EpochCallback", "Hook", "Loop", "MetricsLog", "ProfileSteps", "ProgressBar",
            "SaveCheckpoints", "as_hook"]
