@@ -19,6 +19,13 @@ class TensorBoardLogger(Hook):
             raise ImportError("train.tensorboard needs tensorboardX: pip install 'jaxdl[tensorboard]'") from exc
         self.writer = SummaryWriter(str(directory))
 
+    def on_metrics(self, loop: Loop, record: dict[str, Any]) -> None:
+        """Each logging interval's speed and learning rate (``speed/examples_per_second``, ...) at its step."""
+        for key in ("examples_per_second", "step_seconds", "learning_rate"):
+            if key in record:
+                self.writer.add_scalar(f"{'optimizer' if key == 'learning_rate' else 'speed'}/{key}", float(record[key]),
+                                       int(record["step"]))
+
     def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
         """Write the epoch's scalars (``train_loss`` as ``loss/train``) and flush, so a watching TensorBoard sees them."""
         step = int(row.get("step", loop.epoch))

@@ -37,7 +37,7 @@ from jaxdl.data.prefetch import prefetch
 from jaxdl.distributed.parallel import Parallel
 from jaxdl.training.early_stopping import AUTO, EarlyStopping
 from jaxdl.training.evaluation import JIT, evaluate, merge_metrics_jit, scalar_metrics
-from jaxdl.training.hooks import EarlyStop, Hook, Loop, MetricsLog, ProgressBar, SaveCheckpoints, as_hook
+from jaxdl.training.hooks import EarlyStop, Hook, Loop, MetricsLog, ProgressBar, SaveCheckpoints, Throughput, as_hook
 from jaxdl.training.preemption import Preempted, PreemptionGuard, preempt
 from jaxdl.training.resume import Position, from_json_leaves, resume_run
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
@@ -243,7 +243,7 @@ def fit(
                     state=parallel.put_state(state), position=position, epoch=position.epoch, best_state=best_state)
         if has_checkpoint:
             loop.say(f"resuming from step {loop.step}: epoch {position.epoch}, batch {position.batch}/{steps_per_epoch}")
-        all_hooks: list[Hook] = [MetricsLog(workdir / "metrics.jsonl")] if writes else []
+        all_hooks: list[Hook] = [Throughput(), *([MetricsLog(workdir / "metrics.jsonl")] if writes else [])]
         all_hooks.append(ProgressBar())
         if early_stopping is not None:
             all_hooks.append(EarlyStop(early_stopping))

@@ -43,3 +43,45 @@ def test_fit_and_the_config_take_a_window_and_refuse_a_bad_one(tmp_path):
     jaxdl.fit(nn.Dense(2), (x, np.zeros(32, np.int32)), loss="softmax_cross_entropy", epochs=1, batch_size=16,
               progress=False, workdir=tmp_path / "run", profile="1:2")
     assert list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
+
+
+class Clock:
+    """A clock that advances a fixed amount each time it is read: throughput becomes exact arithmetic."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+class Records(Hook):
+    def __init__(self):
+        self.records = []
+
+    def on_metrics(self, loop, record):
+        self.records.append(dict(record))
+
+
+def test_throughput_is_the_intervals_examples_over_its_wall_time_and_reaches_the_log(tmp_path):
+    import json
+
+    from jaxdl.training.hooks import Throughput
+
+    x = np.random.default_rng(0).normal(size=(96, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    clock, records = Clock(0.5), Records()
+    meter = Throughput(clock)
+    jaxdl.fit(nn.Dense(2), (x, y), loss="softmax_cross_entropy", epochs=2, batch_size=16, progress=False,
+              hooks=[meter, records])
+    steps = [r["step"] for r in records.records]
+    assert steps == [6, 12]  # one sync at each epoch's end: 96 / 16 = 6 steps an epoch
+    for record, previous in zip(records.records, [0, *steps]):
+        assert record["step_seconds"] == pytest.approx(0.5 / (record["step"] - previous))
+        assert record["examples_per_second"] == pytest.approx(16 * (record["step"] - previous) / 0.5)
+    jaxdl.fit(nn.Dense(2), (x, y), loss="softmax_cross_entropy", epochs=1, batch_size=16, progress=False,
+              workdir=tmp_path / "run")
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in logged if r["kind"] == "train"]
+    assert train and all(r["examples_per_second"] > 0 and r["step_seconds"] > 0 for r in train)

@@ -11,6 +11,7 @@ from jaxdl.training.hooks.epoch_callback import EpochCallback, as_hook
 from jaxdl.training.hooks.metrics_log import MetricsLog
 from jaxdl.training.hooks.profile import ProfileSteps
 from jaxdl.training.hooks.progress import SHOWN_METRICS, ProgressBar
+from jaxdl.training.hooks.throughput import Throughput
 
 __all__ = ["SHOWN_METRICS", "EarlyStop", "EpochCallback", "Hook", "Loop", "MetricsLog", "ProfileSteps", "ProgressBar",
-           "SaveCheckpoints", "as_hook"]
+           "SaveCheckpoints", "Throughput", "as_hook"]

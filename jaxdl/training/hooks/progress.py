@@ -29,7 +29,10 @@ class ProgressBar(Hook):
 
     def on_metrics(self, loop: Loop, record: dict[str, Any]) -> None:
         """Show the interval's metrics on the bar."""
-        self.bar.set_postfix({k: f"{record[k]:.4f}" for k in SHOWN_METRICS if k in record})
+        shown = {k: f"{record[k]:.4f}" for k in SHOWN_METRICS if k in record}
+        if "examples_per_second" in record:
+            shown["ex/s"] = f"{record['examples_per_second']:.0f}"
+        self.bar.set_postfix(shown)
 
     def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
         """Close the bar and print the epoch's line."""
