@@ -67,6 +67,9 @@ def default_config() -> ConfigDict:
         name="adam", learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, decay=0.9,
         weight_decay=0.0, weight_decay_params="kernel", clip_norm=0.0,
         schedule="constant", warmup_epochs=0.0, decay_rate=0.1, decay_every_epochs=1.0, min_lr_fraction=0.0,
+        # Reduce-on-plateau (optax.contrib), off at 0: scale the rate by plateau_factor after plateau_patience epochs
+        # whose mean training loss did not improve by plateau_rtol (relative).
+        plateau_patience=0, plateau_factor=0.1, plateau_rtol=1e-4, plateau_cooldown=0, plateau_min_scale=0.0,
     ))
     config.train = ConfigDict(dict(
         num_epochs=10, log_every=50, progress=True,

@@ -64,6 +64,10 @@ def make_optimizer(
     rmsprop), ``b1``/``b2``/``eps`` (adam, adamw), ``decay`` (rmsprop), ``weight_decay`` (decoupled for
     adamw, added to the gradient for the others) over the parameters matching ``weight_decay_params``
     (regex, default ``"kernel"``), ``clip_norm`` (global-norm clipping when > 0) and schedule fields.
+    ``plateau_patience`` > 0 appends ``optax.contrib.reduce_on_plateau``: the updates are scaled by
+    ``plateau_factor`` whenever the epoch's mean training loss (``accumulation_size`` = the steps of an epoch; the
+    step passes each batch's loss as ``value``) has not improved by ``plateau_rtol`` for that many epochs, after
+    ``plateau_cooldown`` epochs and down to ``plateau_min_scale``: reduce-on-plateau on top of any schedule.
 
     With ``tunable`` the continuous hyperparameters in `TUNABLE` are not baked into the program but kept in
     the optimizer state (``optax.inject_hyperparams``: ``opt_state.hyperparams``), so states that differ only
@@ -110,8 +114,19 @@ def make_optimizer(
         elif name == "rmsprop":
             chain.append(optax.rmsprop(lr_schedule, decay=float(_get(config, "decay", 0.9)), eps=eps,
                                        momentum=(momentum if tunable else rmsprop_momentum) or None))
+        patience = int(_get(config, "plateau_patience", 0))
+        if patience > 0:
+            chain.append(optax.contrib.reduce_on_plateau(
+                factor=float(_get(config, "plateau_factor", 0.1)), patience=patience,
+                rtol=float(_get(config, "plateau_rtol", 1e-4)), cooldown=int(_get(config, "plateau_cooldown", 0)),
+                accumulation_size=steps_per_epoch, min_scale=float(_get(config, "plateau_min_scale", 0.0))))
         return optax.chain(*chain)
 
+    if int(_get(config, "plateau_patience", 0)) < 0:
+        raise ValueError(f"plateau_patience must be >= 0 (0: off), got {_get(config, 'plateau_patience', 0)}")
+    if tunable and int(_get(config, "plateau_patience", 0)) > 0:
+        raise ValueError("vmapped trials cannot reduce their rates on plateau; search them one at a time "
+                         "(search.schedule='sequential') or set optimizer.plateau_patience=0")
     if not tunable:
         return build(**values, lr_schedule=schedule), schedule
     if name == "rmsprop" and not rmsprop_momentum:
@@ -143,9 +158,13 @@ def learning_rate_at(schedule: Schedule, step: int) -> float:
     return float(jax.device_get(schedule(step)))
 
 
-def optimizer_update(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+def optimizer_update(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any,
+                     value: Any = None) -> tuple[Any, Any]:
     """``tx.update(grads, opt_state, params)`` traced with JAX's standard dtype promotion: optax's bias
     corrections compute ``decay ** count`` from an integer step count, which strict promotion (what jaxdl's
-    own code is tested under) refuses."""
+    own code is tested under) refuses. ``value`` (the batch's mean loss) reaches transformations that take
+    extra arguments (reduce-on-plateau); the others never see it."""
     with jax.numpy_dtype_promotion("standard"):
+        if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
+            return tx.update(grads, opt_state, params, value=value)
         return tx.update(grads, opt_state, params)

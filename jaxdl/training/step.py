@@ -141,7 +141,9 @@ def make_train_step(
             grads = loss_scale.unscale(grads)
         if penalty_fn is not None:
             grads = jax.tree.map(jnp.add, grads, jax.grad(penalty_fn)(state.params))
-        updates, opt_state = optimizer_update(tx, grads, state.opt_state, state.params)
+        mean_loss = (metrics.loss_sum / jnp.maximum(metrics.count, 1).astype(jnp.float32) if hasattr(metrics, "loss_sum")
+                     and hasattr(metrics, "count") else None)
+        updates, opt_state = optimizer_update(tx, grads, state.opt_state, state.params, mean_loss)
         new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state, batch_stats=batch_stats)
         if ema_decay:

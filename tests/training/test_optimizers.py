@@ -130,3 +130,40 @@ def test_a_tunable_optimizer_set_to_a_value_equals_the_plain_optimizer_built_wit
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
     with pytest.raises(ValueError, match="valid ones are"):
         set_hyperparams(state, dropout=0.1)
+
+
+def _plateau_scales(patience, epochs, learning_rate, steps_per_epoch=4):
+    """The reduce-on-plateau scale after each epoch of training a Dense layer with ``learning_rate``."""
+    import flax.linen as nn
+
+    from jaxdl.losses import softmax_cross_entropy
+    from jaxdl.metrics import classification_metrics
+    from jaxdl.training.state import create_train_state
+    from jaxdl.training.step import make_train_step
+
+    tx, _ = make_optimizer({"name": "sgd", "learning_rate": learning_rate, "plateau_patience": patience,
+                            "plateau_factor": 0.5}, steps_per_epoch, epochs)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16 * steps_per_epoch, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    from jaxdl.models.adapter import as_model
+
+    model = as_model(nn.Dense(2))
+    state = create_train_state(model, tx, x[:1], 0)
+    step = jax.jit(make_train_step(model, softmax_cross_entropy, classification_metrics(2), tx))
+    scales = []
+    for _ in range(epochs):
+        for b in range(steps_per_epoch):
+            rows = slice(16 * b, 16 * (b + 1))
+            state, _ = step(state, {"x": x[rows], "y": y[rows], "mask": np.ones(16, bool)})
+        scales.append(float(state.opt_state[-1].scale))
+    return scales
+
+
+def test_reduce_on_plateau_halves_the_rate_after_patience_flat_epochs_and_not_while_improving():
+    # A rate of 1e-9 leaves the loss flat: the first epoch sets the best, then every epoch is a plateau epoch.
+    assert _plateau_scales(patience=2, epochs=6, learning_rate=1e-9) == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    # Learning steadily, the loss improves every epoch: the rate is never reduced.
+    assert _plateau_scales(patience=2, epochs=6, learning_rate=0.1) == [1.0] * 6
+    with pytest.raises(ValueError, match="plateau_patience must be >= 0"):
+        make_optimizer({"name": "sgd", "learning_rate": 0.1, "plateau_patience": -1}, 4, 2)
