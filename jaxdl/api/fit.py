@@ -14,7 +14,7 @@ import optax
 from jaxdl.api.data import as_dataset, registered_splits, split_validation
 from jaxdl.api.objective import CROSS_ENTROPIES, Objective, make_objective
 from jaxdl.api.run import Run, keras_history
-from jaxdl.api.transfer import frozen_model, frozen_optimizer, starting_variables
+from jaxdl.api.transfer import frozen_optimizer, starting_variables
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.distributed.parallel import make_parallel
 from jaxdl.models.adapter import as_model, with_own_collections
@@ -24,6 +24,7 @@ from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state, input_spec_of, train_state_from
 from jaxdl.training.step import make_eval_step, make_train_step
+from jaxdl.transfer.backbone import frozen_model
 from jaxdl.transfer.freeze import Freeze
 from jaxdl.util.counts import require_counts
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import numpy as np
 import optax
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxdl.models.transfer import TransferClassifier
 from jaxdl.transfer.backbone import Backbone, load_backbone, restore_backbone, restore_head
-from jaxdl.transfer.freeze import BACKBONE, Freeze, frozen_below, transfer_optimizer
+from jaxdl.transfer.freeze import BACKBONE, Freeze, transfer_optimizer
 
 
 def backbone(source: str | pathlib.Path, cache_dir: str | None = None) -> Backbone:
@@ -70,22 +68,6 @@ def overlay(reference: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
             if unknown else "", f"shape clashes {clashes[:10]}" if clashes else ""))))
     model.update({p: np.asarray(source[p], np.dtype(model[p].dtype)) for p in source})
     return unflatten_dict(model)
-
-
-def frozen_model(model: nn.Module, freeze: Freeze, params: Any, batch_stats: str = "frozen") -> nn.Module:
-    """``model`` as ``freeze`` trains it: a `TransferClassifier`'s backbone in inference mode (BatchNorm keeps
-    its pretrained statistics, dropout off) unless ``batch_stats="train"`` and some of it trains, and a
-    backbone with ``frozen_blocks`` told how many leading blocks are frozen. Other models come back as they are."""
-    if batch_stats not in ("frozen", "train"):
-        raise ValueError(f"batch_stats must be 'frozen' or 'train', got {batch_stats!r}")
-    if not isinstance(model, TransferClassifier):
-        return model
-    frozen = frozen_below(params, freeze.mode, freeze.freeze_blocks, freeze.top_blocks)
-    train_backbone = freeze.mode == "scratch" or (freeze.mode != "feature_extraction" and batch_stats == "train")
-    module = model.backbone
-    if "frozen_blocks" in getattr(module, "__dataclass_fields__", {}):
-        module = module.clone(frozen_blocks=frozen)
-    return model.clone(backbone=module, train_backbone=train_backbone)
 
 
 def frozen_optimizer(make_tx: Callable[[float], optax.GradientTransformation], learning_rate: float, freeze: Freeze,

@@ -20,9 +20,9 @@ from jaxdl.models import DenseHead
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.weight_average import copy_params
-from jaxdl.transfer.backbone import build_transfer_model, load_backbone, restore_backbone, restore_head
+from jaxdl.transfer.backbone import build_transfer_model, frozen_model, load_backbone, restore_backbone, restore_head
 from jaxdl.transfer.features import extract_features
-from jaxdl.transfer.freeze import BACKBONE, check_mode, frozen_below, parameter_labels, transfer_optimizer
+from jaxdl.transfer.freeze import BACKBONE, Freeze, check_mode, parameter_labels, transfer_optimizer
 
 
 def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -39,10 +39,10 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
     backbone = load_backbone(transfer.pretrained or None, transfer.workdir or None, transfer.cache_dir)
     if transfer.backbone_batch_stats not in ("frozen", "train"):
         raise ValueError(f"transfer.backbone_batch_stats must be 'frozen' or 'train', got {transfer.backbone_batch_stats!r}")
-    train_backbone = mode == "scratch" or (mode != "feature_extraction" and transfer.backbone_batch_stats == "train")
-    frozen = (frozen_below({BACKBONE: backbone.variables.get("params", {})}, mode, transfer.freeze_blocks, transfer.top_blocks)
-              if mode in ("freeze_first", "train_top") else 0)
-    model = build_transfer_model(config, {**model_kwargs, "train_backbone": train_backbone}, frozen)
+    freeze = Freeze(mode, transfer.freeze_blocks, transfer.top_blocks, transfer.backbone_lr_scale)
+    # One rule with jaxdl.fit(freeze=...): which backbone blocks run in inference mode, and whether it trains its statistics.
+    model = frozen_model(build_transfer_model(config, model_kwargs), freeze,
+                         {BACKBONE: backbone.variables.get("params", {})}, transfer.backbone_batch_stats)
     reference = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                   sample, train=False))
     labels = parameter_labels(reference["params"], mode, transfer.freeze_blocks, transfer.top_blocks)

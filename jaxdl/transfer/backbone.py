@@ -24,7 +24,7 @@ from jaxdl import checkpoint
 from jaxdl.models.bert import BertEncoder
 from jaxdl.models.mobilenet import MobileNet
 from jaxdl.models.transfer import TransferClassifier
-from jaxdl.transfer.freeze import BACKBONE
+from jaxdl.transfer.freeze import BACKBONE, Freeze, frozen_below
 
 HEAD = "head"
 
@@ -195,3 +195,19 @@ def restore_head(variables: dict[str, Any], head: dict[str, Any] | None) -> tupl
     for c in model:
         out[c][HEAD] = unflatten_dict({p: np.asarray(source[c][p], model[c][p].dtype) for p in model[c]})
     return out, True
+
+
+def frozen_model(model: nn.Module, freeze: Freeze, params: Any, batch_stats: str = "frozen") -> nn.Module:
+    """``model`` as ``freeze`` trains it: a `TransferClassifier`'s backbone in inference mode (BatchNorm keeps
+    its pretrained statistics, dropout off) unless ``batch_stats="train"`` and some of it trains, and a
+    backbone with ``frozen_blocks`` told how many leading blocks are frozen. Other models come back as they are."""
+    if batch_stats not in ("frozen", "train"):
+        raise ValueError(f"batch_stats must be 'frozen' or 'train', got {batch_stats!r}")
+    if not isinstance(model, TransferClassifier):
+        return model
+    frozen = frozen_below(params, freeze.mode, freeze.freeze_blocks, freeze.top_blocks)
+    train_backbone = freeze.mode == "scratch" or (freeze.mode != "feature_extraction" and batch_stats == "train")
+    module = model.backbone
+    if "frozen_blocks" in getattr(module, "__dataclass_fields__", {}):
+        module = module.clone(frozen_blocks=frozen)
+    return model.clone(backbone=module, train_backbone=train_backbone)
