@@ -211,6 +211,10 @@ class _TunedFirst:
             self.tuned = True
         return self.compiled(*args)
 
+    def lower(self, *args: Any) -> Any:
+        """The compiled step's `jax.stages.Lowered` for these arguments (after the first call: the cached trace)."""
+        return self.compiled.lower(*args)
+
 
 class _ShardedStep:
     """A step jitted with explicit state shardings; compiled on the first call, when the state's structure is known."""
@@ -220,13 +224,20 @@ class _ShardedStep:
         self.compiled = None
 
     def __call__(self, state: State, batch: Batch) -> Any:
+        return self._jitted(state)(state, batch)
+
+    def lower(self, state: State, batch: Batch) -> Any:
+        """The step's `jax.stages.Lowered` over the mesh for these arguments."""
+        return self._jitted(state).lower(state, batch)
+
+    def _jitted(self, state: State) -> Callable:
         if self.compiled is None:
             shardings = self.parallel.state_shardings(state)
             batch_sharding = NamedSharding(self.parallel.mesh, PartitionSpec(DATA_AXIS))
             out = (shardings, self.metrics_sharding) if self.donate else self.metrics_sharding
             self.compiled = jax.jit(self.step, in_shardings=(shardings, batch_sharding), out_shardings=out,
                                     donate_argnums=0 if self.donate else ())
-        return self.compiled(state, batch)
+        return self.compiled
 
 
 def make_parallel(strategy: str = "auto", mesh_shape: Sequence[int] = (-1, 1),

@@ -7,6 +7,13 @@ from typing import Any
 
 from jaxdl.training.hooks import Hook, Loop
 
+# What each logging interval adds beside the metrics, and the TensorBoard section it is drawn in.
+INTERVAL_SCALARS = {
+    "examples_per_second": "speed", "step_seconds": "speed", "flops_per_second": "speed", "mfu": "speed",
+    "learning_rate": "optimizer", "grad_norm": "optimizer", "update_norm": "optimizer", "param_norm": "optimizer",
+    "device_memory_bytes": "memory", "peak_device_memory_bytes": "memory",
+}
+
 
 class TensorBoardLogger(Hook):
     """A `fit` hook writing each epoch's numbers (``train_loss``, ``val_accuracy``, ``epoch_seconds``...) as
@@ -20,11 +27,11 @@ class TensorBoardLogger(Hook):
         self.writer = SummaryWriter(str(directory))
 
     def on_metrics(self, loop: Loop, record: dict[str, Any]) -> None:
-        """Each logging interval's speed and learning rate (``speed/examples_per_second``, ...) at its step."""
-        for key in ("examples_per_second", "step_seconds", "learning_rate"):
+        """Each logging interval's speed, utilisation, optimizer figures and device memory at its step
+        (``speed/examples_per_second``, ``optimizer/grad_norm``, ``memory/peak_device_memory_bytes``, ...)."""
+        for key, group in INTERVAL_SCALARS.items():
             if key in record:
-                self.writer.add_scalar(f"{'optimizer' if key == 'learning_rate' else 'speed'}/{key}", float(record[key]),
-                                       int(record["step"]))
+                self.writer.add_scalar(f"{group}/{key}", float(record[key]), int(record["step"]))
 
     def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
         """Write the epoch's scalars (``train_loss`` as ``loss/train``) and flush, so a watching TensorBoard sees them."""

@@ -243,7 +243,11 @@ def fit(
                     state=parallel.put_state(state), position=position, epoch=position.epoch, best_state=best_state)
         if has_checkpoint:
             loop.say(f"resuming from step {loop.step}: epoch {position.epoch}, batch {position.batch}/{steps_per_epoch}")
-        all_hooks: list[Hook] = [Throughput(), *([MetricsLog(workdir / "metrics.jsonl")] if writes else [])]
+        # A caller's `Throughput` (its own clock or rate) takes the built-in one's place at the front.
+        throughput = next((h for h in user_hooks if isinstance(h, Throughput)), None) or Throughput()
+        user_hooks = [h for h in user_hooks if h is not throughput]
+        train_step = throughput.watch(train_step, parallel.data_parallel_size if parallel.strategy == "pmap" else 1)
+        all_hooks: list[Hook] = [throughput, *([MetricsLog(workdir / "metrics.jsonl")] if writes else [])]
         all_hooks.append(ProgressBar())
         if early_stopping is not None:
             all_hooks.append(EarlyStop(early_stopping))

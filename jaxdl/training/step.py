@@ -21,6 +21,7 @@ from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.training.optimizers import optimizer_update
 from jaxdl.training.precision import all_finite, cast_floating, compute_dtype
 from jaxdl.training.state import TrainState
+from jaxdl.training.step_norms import StepNorms, TrainMetrics
 from jaxdl.training.weight_average import check_decay, update_average
 
 Batch = dict[str, jax.Array]
@@ -58,6 +59,7 @@ def make_train_step(
     accumulation_steps: int = 1,
     precision: str = "float32",
     ema_decay: float = 0.0,
+    norms: bool = True,
 ) -> TrainStep:
     """Build ``train_step(state, batch) -> (state, metrics)``: one gradient step on the masked mean loss
     (plus ``penalty_fn(params)`` when given), with BatchNorm statistics updated in ``state.batch_stats``.
@@ -72,7 +74,9 @@ def make_train_step(
     gradients and metrics are summed over the axis, so the update equals the single-device one on the
     whole batch; each device folds its index into the dropout/augmentation key. With ``ema_decay`` in (0, 1)
     the step also moves ``state.average`` (a state made with ``average=True``) towards the new parameters
-    (`jaxdl.training.weight_average`).
+    (`jaxdl.training.weight_average`). With ``norms`` (the default) the metrics are a `TrainMetrics`: the
+    task's sums with the step's global gradient, update and parameter norms beside them
+    (`jaxdl.training.step_norms`); ``norms=False`` returns the task's sums alone.
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
@@ -160,7 +164,13 @@ def make_train_step(
                                           batch_stats=keep(new_state.batch_stats, state.batch_stats),
                                           average=keep(new_state.average, state.average),
                                           loss_scale=loss_scale.adjust(finite))
-        return new_state, metrics
+        if not norms:
+            return new_state, metrics
+        step_norms = StepNorms.of_step(grads, updates, new_state.params)
+        if loss_scale is not None:
+            # An overflowed float16 step (routine under dynamic loss scaling) changed nothing: it is not counted.
+            step_norms = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)), step_norms)
+        return new_state, TrainMetrics(metrics, step_norms)
 
     return train_step
 

@@ -68,6 +68,9 @@ def test_jit_pmap_and_mesh_agree_after_several_steps_batch_norm_statistics_inclu
         assert train_metrics["count"] == eval_metrics["count"] == BATCH
         np.testing.assert_allclose(train_metrics["loss"], reference[1]["loss"], rtol=1e-5)
         np.testing.assert_allclose(eval_metrics["loss"], reference[2]["loss"], rtol=1e-5)
+        # The step's norms are of the all-reduced gradient, once: not summed over devices like the metric sums.
+        for norm in ("grad_norm", "update_norm", "param_norm"):
+            np.testing.assert_allclose(train_metrics[norm], reference[1][norm], rtol=1e-4, err_msg=f"{strategy} {norm}")
     assert reference[0].batch_stats, "the model under test must carry BatchNorm statistics"
 
 

@@ -29,10 +29,12 @@ def test_each_epoch_row_becomes_scalars_grouped_by_metric(tmp_path):
                  train_data=blobs(64), validation_data=blobs(20, seed=3), batch_size=16, num_epochs=2,
                  progress=False, hooks=[TensorBoardLogger(tmp_path)])  # fit closes it (on_fit_end)
     scalars = scalar_metrics(tmp_path)
-    speed = [s for s in scalars if s[0].startswith("speed/")]  # each logging interval's, at its step
-    scalars = [s for s in scalars if not s[0].startswith("speed/")]
-    assert sorted({(tag, step) for tag, step, _ in speed}) == sorted(
-        (f"speed/{key}", row["step"]) for row in result.history for key in ("examples_per_second", "step_seconds"))
+    interval = [s for s in scalars if s[0].startswith(("speed/", "optimizer/"))]  # each logging interval's
+    scalars = [s for s in scalars if not s[0].startswith(("speed/", "optimizer/"))]
+    keys = {"speed": ("examples_per_second", "step_seconds", "flops_per_second", "mfu"),
+            "optimizer": ("grad_norm", "update_norm", "param_norm")}  # no schedule given: no learning_rate
+    assert sorted({(tag, step) for tag, step, _ in interval}) == sorted(
+        (f"{group}/{key}", row["step"]) for row in result.history for group in keys for key in keys[group])
     expected = [(f"{key.partition('_')[2]}/{key.partition('_')[0]}" if key.startswith(("train_", "val_")) else key,
                  row["step"], np.float32(value)) for row in result.history for key, value in row.items()
                 if key not in ("epoch", "step")]

@@ -125,7 +125,8 @@ def test_a_nan_loss_stops_before_any_hook_sees_the_interval():
 
     def nan_step(state, batch):
         state, metrics = compiled(state, batch)
-        return state, metrics.replace(loss_sum=metrics.loss_sum * np.float32(np.nan)) if state.step >= 4 else metrics
+        broken = metrics.task.replace(loss_sum=metrics.task.loss_sum * np.float32(np.nan))
+        return state, metrics.replace(task=broken) if state.step >= 4 else metrics
 
     recorder = Recorder()
     with pytest.raises(FloatingPointError, match="training loss became nan at step 4"):

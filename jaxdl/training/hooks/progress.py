@@ -32,6 +32,10 @@ class ProgressBar(Hook):
         shown = {k: f"{record[k]:.4f}" for k in SHOWN_METRICS if k in record}
         if "examples_per_second" in record:
             shown["ex/s"] = f"{record['examples_per_second']:.0f}"
+        if "mfu" in record:
+            shown["mfu"] = f"{record['mfu']:.0%}"
+        if "grad_norm" in record:
+            shown["|grad|"] = f"{record['grad_norm']:.3g}"
         self.bar.set_postfix(shown)
 
     def on_epoch_end(self, loop: Loop, row: dict[str, Any]) -> None:
