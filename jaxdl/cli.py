@@ -1,6 +1,6 @@
 """The ``jaxdl`` command: ``train`` an experiment file, ``tune`` its hyperparameters, ``evaluate`` a finished run,
 ``report`` on it again from its files, ``predict`` with it, ``export`` it for serving, ``summary`` of an
-experiment's model, ``pretrained list|import NAME`` the zoo of pretrained weights."""
+experiment's model, ``lr-find`` a learning rate for it, ``pretrained list|import NAME`` the zoo of pretrained weights."""
 
 from __future__ import annotations
 
@@ -63,6 +63,19 @@ def _tune(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.metric:
         config.search.metric = args.metric
     print(json.dumps(run_tuning(config, args.workdir), indent=2, default=float))
+    return 0
+
+
+def _lr_find(args: argparse.Namespace, overrides: list[str]) -> int:
+    from jaxdl.util.workdir_lock import refuse_if_busy
+
+    refuse_if_busy(args.workdir)
+    from jaxdl.config import load_config
+    from jaxdl.tune.lr_find import find_learning_rate
+
+    config = load_config(args.experiment, overrides)
+    result = find_learning_rate(config, args.min_rate, args.max_rate, args.num_rates, args.steps, args.workdir)
+    print(json.dumps(result.summary(), indent=2))
     return 0
 
 
@@ -176,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune.add_argument("--metric", help="validation metric to rank by (default val_accuracy)")
     tune.epilog = ("Trials that share a program train vmapped or one after another, whichever a timing on the first "
                    "batch says is faster; force one with --config.search.schedule=vmap (or sequential).")
+    lr_find = commands.add_parser("lr-find", help="a learning-rate range test: log-spaced constant rates trained side "
+                                  "by side as vmapped trials; writes lr_find.json, lr_find.png and suggests a rate")
+    lr_find.add_argument("experiment", help="experiment file; its model, data and optimizer are tested")
+    lr_find.add_argument("--workdir", required=True, help="where lr_find.json and lr_find.png go")
+    lr_find.add_argument("--min-rate", type=float, default=1e-5)
+    lr_find.add_argument("--max-rate", type=float, default=1.0)
+    lr_find.add_argument("--num-rates", type=int, default=12, help="trials, log-spaced (memory grows with it)")
+    lr_find.add_argument("--steps", type=int, default=100, help="optimizer steps per trial")
     evaluate = commands.add_parser("evaluate", help="evaluate the checkpoint of a finished run (overrides: only "
                                    "--config.data.test_time_augment and --config.data.eval_batch_size)")
     evaluate.add_argument("workdir")
@@ -209,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.append(item[2:])
     try:
         commands_by_name = {"train": _train, "evaluate": _evaluate, "tune": _tune, "report": _report,
-                            "pretrained": _pretrained, "predict": _predict, "export": _export, "summary": _summary}
+                            "pretrained": _pretrained, "predict": _predict, "export": _export, "summary": _summary,
+                            "lr-find": _lr_find}
         return commands_by_name[args.command](args, overrides)
     except (ValueError, OSError, FloatingPointError, ImportError) as exc:  # OSError: a full disk; ImportError: an extra
         return _error(exc)

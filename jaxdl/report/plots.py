@@ -81,6 +81,29 @@ def plot_search(rows: Sequence[dict], metric: str, path: str | pathlib.Path) -> 
     return _save(fig, path)
 
 
+def plot_lr_find(rates, losses, final_loss, suggested: float | None, path: str | pathlib.Path) -> pathlib.Path:
+    """A learning-rate range test: each rate's loss curve over the steps (left, coloured by rate) and each
+    rate's final loss (right, log rate axis) with the ``suggested`` rate marked."""
+    import numpy as np
+    from matplotlib import cm
+
+    path = pathlib.Path(path)
+    fig, (curves, final) = _subplots(1, 2, figsize=(10, 3.8))
+    colours = cm.viridis(np.linspace(0, 1, len(rates)))
+    for rate, row, colour in zip(rates, losses, colours):
+        curves.plot(np.arange(1, len(row) + 1), row, color=colour, linewidth=1, label=f"{rate:.1e}")
+    curves.set_yscale("log")
+    curves.set_title("training loss per rate (gaps: diverged)")
+    _finish_axis(curves, "step", "loss")
+    curves.legend(fontsize=6, ncol=2)
+    final.plot(rates, final_loss, "-o", markersize=3, label="final loss (last fifth of steps)")
+    if suggested is not None:
+        final.axvline(suggested, color="red", linestyle="--", linewidth=1, label=f"suggested {suggested:.2g}")
+    final.set_xscale("log")
+    _finish_axis(final, "learning rate", "loss")
+    return _save(fig, path)
+
+
 def plot_confusion_matrix(confusion, class_names: Sequence[str], path: str | pathlib.Path) -> pathlib.Path:
     """A heatmap of ``confusion[true, predicted]`` counts, rows normalised to recall for the colour, with the
     counts written in each cell."""
