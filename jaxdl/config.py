@@ -85,6 +85,8 @@ def default_config() -> ConfigDict:
         # Also evaluate the final model on the training split in inference mode (the honest train-validation gap).
         evaluate_train=False,
         tensorboard=False,  # also write TensorBoard event files to workdir/tensorboard (the tensorboard extra)
+        # Also log params and metrics to MLflow (the mlflow extra): "" = the local file store in workdir/mlruns.
+        mlflow=False, mlflow_tracking_uri="",
         profile="",  # "START:STOP": a jax.profiler trace of those optimizer steps in workdir/profile
         # GANs: the workdir of a classifier run that judges 1,000 samples after training ("" = no judge).
         judge_workdir="",
@@ -235,3 +237,19 @@ def _merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def flat_config(config: ConfigDict) -> dict[str, Any]:
+    """Every leaf of ``config`` under its dotted path (``{"optimizer.learning_rate": 1e-3, ...}``), the form
+    experiment trackers take parameters in."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = node
+
+    walk(config.to_dict(), "")
+    return flat

@@ -17,7 +17,8 @@ import ml_collections
 
 from jaxdl.config import config_to_json
 
-COSMETIC = frozenset({"train.progress", "train.log_every", "train.tensorboard", "train.profile"})
+COSMETIC = frozenset({"train.progress", "train.log_every", "train.tensorboard", "train.profile",
+                       "train.mlflow", "train.mlflow_tracking_uri"})
 EXTENDABLE = frozenset({
     "train.num_epochs", "train.early_stopping.patience", "train.evaluate_train", "data.eval_batch_size",
     "train.checkpoint.keep_latest", "train.checkpoint.keep_best", "train.checkpoint.every_epochs",

@@ -14,12 +14,13 @@ import ml_collections
 
 from jaxdl import checkpoint
 from jaxdl.checkpoint import CheckpointPolicy
-from jaxdl.config import config_from_json, config_to_json
+from jaxdl.config import config_from_json, config_to_json, flat_config
 from jaxdl.data.datasets import DatasetSplits
 from jaxdl.experiment.build import build_experiment
 from jaxdl.experiment.config_change import check_config_change
 from jaxdl.report.classification import write_report
 from jaxdl.report.curves import LearningCurves
+from jaxdl.report.mlflow_logger import MLflowLogger
 from jaxdl.report.tensorboard import TensorBoardLogger
 from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.evaluation import evaluate, scalar_metrics
@@ -85,6 +86,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: pathlib.Path
         hooks.append(LearningCurves(workdir, early_stopping))
         if config.train.tensorboard:
             hooks.append(TensorBoardLogger(workdir / "tensorboard"))
+        if config.train.mlflow:
+            hooks.append(MLflowLogger(config.train.mlflow_tracking_uri or None, experiment_name=config.name,
+                                      run_name=workdir.name, params=flat_config(config)))
         hooks += exp.task.hooks(exp.model, config, workdir)
         if config.train.profile:
             hooks.append(ProfileSteps(workdir / "profile", *parse_steps(config.train.profile)))
