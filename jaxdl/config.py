@@ -113,8 +113,10 @@ def default_config() -> ConfigDict:
     # backbone_batch_stats: "frozen" runs the pretrained backbone in inference mode while its weights train (BatchNorm
     # keeps the pretrained statistics: the usual choice for small data), "train" updates them; scratch always trains them.
     # cache_features (feature_extraction only): run the frozen backbone once per example, train the head on the vectors.
+    # lora: the backbone frozen, low-rank adapters (lora_rank, lora_alpha; on the kernels whose parameter path matches
+    # the regex lora_targets) trained at the head's rate and merged into the kernels for prediction and export.
     config.transfer = ConfigDict(dict(pretrained="", workdir="", mode="fine_tune", backbone_lr_scale=0.1, freeze_blocks=0,
-                                      top_blocks=0,
+                                      top_blocks=0, lora_rank=8, lora_alpha=16.0, lora_targets=r"^backbone/.*kernel$",
                                       backbone_batch_stats="frozen", cache_features=False,
                                       cache_dir=ml_collections.FieldReference(None, field_type=str)))
     # `jaxdl tune`: kind "grid" (space values are lists), "random" (space values are distributions such as

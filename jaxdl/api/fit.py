@@ -84,6 +84,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         key = jax.random.PRNGKey(0)
         params = jax.eval_shape(lambda: module.init({"params": key, "dropout": key}, sample, train=False))["params"]
         module = frozen_model(module, freeze, params)
+        if freeze.mode == "lora":  # the adapters are parameters too: they get the "adapter" label
+            params = jax.eval_shape(lambda: module.init({"params": key, "dropout": key}, sample, train=False))["params"]
         tx = frozen_optimizer(make_tx, learning_rate, freeze, params)
     else:
         tx = make_tx(learning_rate)

@@ -15,6 +15,7 @@ import numpy as np
 from jaxdl.data.pipeline import ArrayDataset, num_examples
 from jaxdl.training.evaluation import predict_in_order
 from jaxdl.training.state import InputSpec, count_params
+from jaxdl.transfer.lora import adapted_parts
 
 SPEC_SUFFIX = ".json"  # the input spec beside an exported artifact: ``model.jaxexport`` -> ``model.json``
 
@@ -43,6 +44,13 @@ class Inference:
     def export(self, path: str | pathlib.Path) -> pathlib.Path:
         """Write the inference function as a `jax.export` artifact at ``path`` (see `export`)."""
         return export(self, path)
+
+
+def inference_of(model: Any, variables: Any, input_spec: Any) -> Inference:
+    """An `Inference` of ``model`` with ``variables``: a LoRA-adapted model's adapters merged into its kernels
+    first (`jaxdl.transfer.lora.adapted_parts`), so predicting and exporting run the plain model."""
+    model, variables = adapted_parts(model, variables)
+    return Inference(model, variables, input_spec)
 
 
 def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
@@ -74,7 +82,7 @@ def load(workdir: str | pathlib.Path) -> Inference:
     from jaxdl.experiment.evaluate import restore_run
 
     exp, state = restore_run(workdir)
-    return Inference(exp.model, state.inference_variables(), exp.input_spec)
+    return inference_of(exp.model, state.inference_variables(), exp.input_spec)
 
 
 def _example(spec: Any, batch: Any) -> Any:

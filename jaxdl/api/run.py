@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxdl.api.inference import Inference, predict
+from jaxdl.api.inference import Inference, inference_of, predict
 from jaxdl.api.objective import Objective
 from jaxdl.training.state import TrainState
 
@@ -34,7 +34,7 @@ class Run:
     def inference(self) -> Inference:
         """The trained model for use: an `Inference` (predict, export), made once per state."""
         if self._inference is None or self._inference[0] is not self.state:
-            self._inference = (self.state, Inference(self.model, self.state.inference_variables(), self.input_spec))
+            self._inference = (self.state, inference_of(self.model, self.state.inference_variables(), self.input_spec))
         return self._inference[1]
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:

@@ -22,7 +22,7 @@ from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.weight_average import copy_params
 from jaxdl.transfer.backbone import build_transfer_model, frozen_model, load_backbone, restore_backbone, restore_head
 from jaxdl.transfer.features import extract_features
-from jaxdl.transfer.freeze import BACKBONE, Freeze, check_mode, parameter_labels, transfer_optimizer
+from jaxdl.transfer.freeze import BACKBONE, LABELS, Freeze, check_mode, parameter_labels, transfer_optimizer
 
 
 def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model_kwargs: dict[str, Any], sample: Any,
@@ -39,7 +39,8 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
     backbone = load_backbone(transfer.pretrained or None, transfer.workdir or None, transfer.cache_dir)
     if transfer.backbone_batch_stats not in ("frozen", "train"):
         raise ValueError(f"transfer.backbone_batch_stats must be 'frozen' or 'train', got {transfer.backbone_batch_stats!r}")
-    freeze = Freeze(mode, transfer.freeze_blocks, transfer.top_blocks, transfer.backbone_lr_scale)
+    freeze = Freeze(mode, transfer.freeze_blocks, transfer.top_blocks, transfer.backbone_lr_scale,
+                    transfer.lora_rank, transfer.lora_alpha, transfer.lora_targets)
     # One rule with jaxdl.fit(freeze=...): which backbone blocks run in inference mode, and whether it trains its statistics.
     model = frozen_model(build_transfer_model(config, model_kwargs), freeze,
                          {BACKBONE: backbone.variables.get("params", {})}, transfer.backbone_batch_stats)
@@ -66,7 +67,7 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
         params = jax.tree.map(jnp.asarray, variables["params"])
         state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
                               opt_state=tx.init(params), average=copy_params(params) if average else None)
-    sizes = {label: 0 for label in ("head", "backbone", "frozen")}
+    sizes = {label: 0 for label in LABELS}
     for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(state.params)):
         sizes[label] += int(np.size(leaf))
     notes = {"transfer": {"backbone": backbone.source, "mode": mode, "restored": mode != "scratch",

@@ -164,7 +164,16 @@ def optimizer_update(tx: optax.GradientTransformation, grads: Any, opt_state: An
     corrections compute ``decay ** count`` from an integer step count, which strict promotion (what jaxdl's
     own code is tested under) refuses. ``value`` (the batch's mean loss) reaches transformations that take
     extra arguments (reduce-on-plateau); the others never see it."""
+    if value is None and _reduces_on_plateau(opt_state):
+        raise ValueError("optimizer.plateau_patience > 0 reduces the rate when the training loss stops improving, "
+                         "so the step needs each batch's loss: the task's metrics must have loss_sum and count "
+                         "fields (as jaxdl's Metrics do); set optimizer.plateau_patience=0 otherwise")
     with jax.numpy_dtype_promotion("standard"):
         if value is not None and isinstance(tx, optax.GradientTransformationExtraArgs):
             return tx.update(grads, opt_state, params, value=value)
         return tx.update(grads, opt_state, params)
+
+
+def _reduces_on_plateau(opt_state: Any) -> bool:
+    is_plateau = lambda node: isinstance(node, optax.contrib.ReduceLROnPlateauState)  # noqa: E731
+    return any(is_plateau(node) for node in jax.tree.leaves(opt_state, is_leaf=is_plateau))

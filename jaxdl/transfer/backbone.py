@@ -25,6 +25,7 @@ from jaxdl.models.bert import BertEncoder
 from jaxdl.models.mobilenet import MobileNet
 from jaxdl.models.transfer import TransferClassifier
 from jaxdl.transfer.freeze import BACKBONE, Freeze, frozen_below
+from jaxdl.transfer.lora import LowRankAdapted, merge_adapters
 
 HEAD = "head"
 
@@ -120,16 +121,20 @@ def _run_module(workdir: pathlib.Path, **overrides: Any) -> nn.Module:
 def load_run_model(workdir: str | pathlib.Path, **overrides: Any) -> tuple[Any, dict[str, Any]]:
     """The model a finished ``jaxdl train`` run trained, rebuilt from its ``config.json`` (with ``overrides`` of
     its hyperparameters), and the variables of its returned checkpoint (params, or the weights' moving average
-    when the run kept one, and BatchNorm statistics)."""
+    when the run kept one, and BatchNorm statistics); a LoRA run's adapters merged into its kernels."""
     workdir = pathlib.Path(workdir)
     module = _run_module(workdir, **overrides)
+    transfer = _read_run_config(workdir).get("transfer", {})
     step = checkpoint.returned_step(workdir)
     with checkpoint.Checkpointer(workdir / "checkpoints") as checkpointer:
         # A run that kept a moving average of its weights was evaluated with it: the same model goes on.
         variables = checkpointer.restore_subtree(lambda tree: {k: tree[k] for k in ("params", "batch_stats", "average")
                                                                if k in tree and tree[k]}, step, fallback=True)
     average = variables.pop("average", None)
-    return module, variables if average is None else dict(variables, params=average)
+    variables = variables if average is None else dict(variables, params=average)
+    if transfer.get("mode") == "lora":
+        variables = dict(variables, params=merge_adapters(variables["params"], transfer["lora_alpha"] / transfer["lora_rank"]))
+    return module, variables
 
 
 def _run_backbone(workdir: pathlib.Path) -> Backbone:
@@ -200,14 +205,17 @@ def restore_head(variables: dict[str, Any], head: dict[str, Any] | None) -> tupl
 def frozen_model(model: nn.Module, freeze: Freeze, params: Any, batch_stats: str = "frozen") -> nn.Module:
     """``model`` as ``freeze`` trains it: a `TransferClassifier`'s backbone in inference mode (BatchNorm keeps
     its pretrained statistics, dropout off) unless ``batch_stats="train"`` and some of it trains, and a
-    backbone with ``frozen_blocks`` told how many leading blocks are frozen. Other models come back as they are."""
+    backbone with ``frozen_blocks`` told how many leading blocks are frozen; for ``lora``, the model wrapped in
+    `LowRankAdapted`. Other models come back as they are."""
     if batch_stats not in ("frozen", "train"):
         raise ValueError(f"batch_stats must be 'frozen' or 'train', got {batch_stats!r}")
-    if not isinstance(model, TransferClassifier):
-        return model
-    frozen = frozen_below(params, freeze.mode, freeze.freeze_blocks, freeze.top_blocks)
-    train_backbone = freeze.mode == "scratch" or (freeze.mode != "feature_extraction" and batch_stats == "train")
-    module = model.backbone
-    if "frozen_blocks" in getattr(module, "__dataclass_fields__", {}):
-        module = module.clone(frozen_blocks=frozen)
-    return model.clone(backbone=module, train_backbone=train_backbone)
+    if isinstance(model, TransferClassifier):
+        frozen = frozen_below(params, freeze.mode, freeze.freeze_blocks, freeze.top_blocks)
+        train_backbone = freeze.mode == "scratch" or (freeze.mode != "feature_extraction" and batch_stats == "train")
+        module = model.backbone
+        if "frozen_blocks" in getattr(module, "__dataclass_fields__", {}):
+            module = module.clone(frozen_blocks=frozen)
+        model = model.clone(backbone=module, train_backbone=train_backbone)
+    if freeze.mode == "lora":
+        return LowRankAdapted(model, freeze.lora_rank, freeze.lora_alpha, freeze.lora_targets)
+    return model

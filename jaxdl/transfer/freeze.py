@@ -10,7 +10,8 @@ Modes: ``fine_tune`` (everything trains, backbone slower), ``feature_extraction`
 frozen), ``freeze_first`` (the backbone's input layers and first ``freeze_blocks`` blocks frozen, the rest
 fine-tuned), ``train_top`` (only the backbone's last ``top_blocks`` blocks and the layers after them train:
 the second stage of the classic recipe), ``scratch`` (same architecture, random weights, one learning rate:
-the baseline). `Freeze` carries a mode and its numbers for `jaxdl.fit`.
+the baseline), ``lora`` (the whole backbone frozen, low-rank adapters on its kernels trained at the head's
+rate, labelled ``"adapter"``: `jaxdl.transfer.lora`). `Freeze` carries a mode and its numbers for `jaxdl.fit`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typing import Any, Callable
 import jax
 import optax
 
+from jaxdl.transfer.lora import LORA
 from jaxdl.util.tree import path_to_str
 
-MODES = ("fine_tune", "feature_extraction", "freeze_first", "train_top", "scratch")
+MODES = ("fine_tune", "feature_extraction", "freeze_first", "train_top", "scratch", "lora")
 BACKBONE = "backbone"
+LABELS = ("head", "backbone", "adapter", "frozen")
 # The numbered stages of the backbones jaxdl builds: MobileNet "block_3", BERT "layer_3", ConvNet "ConvBlock_3".
 _BLOCK = re.compile(r"^(?:block|layer|ConvBlock)_(\d+)$")
 # Layers that come before block 0: a MobileNet's stem, BERT's embeddings.
@@ -84,6 +87,10 @@ def parameter_labels(params: Any, mode: str, freeze_blocks: int = 0, top_blocks:
 
     def label(path, _) -> str:
         names = tuple(path_to_str((k,)) for k in path)
+        if names[0] == LORA:
+            return "adapter"
+        if mode == "lora" and names[0] == BACKBONE:
+            return "frozen"
         if names[0] != BACKBONE or mode == "scratch":
             return "head"
         if mode == "feature_extraction" or (mode in first_trained and block_index(names[1:]) < first_trained[mode]):
@@ -97,12 +104,16 @@ def parameter_labels(params: Any, mode: str, freeze_blocks: int = 0, top_blocks:
 class Freeze:
     """What of a ``backbone`` trains in `jaxdl.fit`: a transfer ``mode`` (see the module docstring), its
     ``freeze_blocks`` (freeze_first) or ``top_blocks`` (train_top), and the backbone's rate as
-    ``backbone_lr_scale`` times the head's. ``Freeze()`` trains the head alone."""
+    ``backbone_lr_scale`` times the head's; for ``lora``, the adapters' ``lora_rank``, ``lora_alpha`` and the
+    regex of the kernel paths they adapt, ``lora_targets``. ``Freeze()`` trains the head alone."""
 
     mode: str = "feature_extraction"
     freeze_blocks: int = 0
     top_blocks: int = 0
     backbone_lr_scale: float = 0.1
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: str = r"^backbone/.*kernel$"
 
     def labels(self, params: Any) -> Any:
         """`parameter_labels` of ``params`` for this choice."""
@@ -111,12 +122,14 @@ class Freeze:
 
 def transfer_optimizer(make_tx: Callable[[float], optax.GradientTransformation], learning_rate: float,
                        backbone_lr_scale: float, labels: Any) -> optax.GradientTransformation:
-    """One optimizer per label: ``make_tx(learning_rate)`` for the head, ``make_tx(learning_rate *
+    """One optimizer per label: ``make_tx(learning_rate)`` for the head (and LoRA adapters), ``make_tx(learning_rate *
     backbone_lr_scale)`` for a training backbone, ``set_to_zero`` (no state) for frozen parameters."""
     if not 0 < backbone_lr_scale:
         raise ValueError(f"transfer.backbone_lr_scale must be > 0, got {backbone_lr_scale}")
     used = set(jax.tree.leaves(labels))
     transforms = {"head": make_tx(learning_rate), "frozen": optax.set_to_zero()}
+    if "adapter" in used:
+        transforms["adapter"] = transforms["head"]
     if "backbone" in used:
         transforms["backbone"] = make_tx(learning_rate * backbone_lr_scale)
     return optax.multi_transform(transforms, labels)

@@ -167,3 +167,12 @@ def test_reduce_on_plateau_halves_the_rate_after_patience_flat_epochs_and_not_wh
     assert _plateau_scales(patience=2, epochs=6, learning_rate=0.1) == [1.0] * 6
     with pytest.raises(ValueError, match="plateau_patience must be >= 0"):
         make_optimizer({"name": "sgd", "learning_rate": 0.1, "plateau_patience": -1}, 4, 2)
+
+
+def test_reduce_on_plateau_without_a_loss_to_watch_is_explained():
+    tx, _ = make_optimizer({"name": "sgd", "learning_rate": 0.1, "plateau_patience": 2}, 4, 2)
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="needs each batch's loss.*loss_sum and count"):
+        optimizer_update(tx, params, tx.init(params), params)  # what a step whose metrics carry no loss passes
+    updates, _ = optimizer_update(tx, params, tx.init(params), params, jnp.float32(1.0))
+    np.testing.assert_allclose(updates["w"], -0.1 * np.ones(3))
