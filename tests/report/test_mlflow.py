@@ -88,3 +88,28 @@ def test_train_mlflow_logs_the_experiment_config_as_params(tmp_path, capsys):
     assert run.data.params["optimizer.learning_rate"] == str(config["optimizer"]["learning_rate"])
     assert run.data.params["data.batch_size"] == "64" and "val_accuracy" in run.data.metrics
     assert client.get_experiment(run.info.experiment_id).name == config["name"]
+
+
+def test_a_preempted_run_ends_killed_and_its_resumption_finishes_the_same_mlflow_run(tmp_path):
+    import os
+    import signal
+
+    from jaxdl.training.preemption import Preempted
+
+    _, state, step, eval_step, _ = small_setup()
+    compiled, calls = compile_train_step(step), [0]
+
+    def train_step(state, batch):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during step 3: the run saves it and stops
+        return compiled(state, batch)
+
+    with pytest.raises(Preempted):
+        fit(state, train_step=train_step, eval_step=compile_eval_step(eval_step), train_data=blobs(64),
+            batch_size=16, num_epochs=2, progress=False, workdir=tmp_path, hooks=[MLflowLogger()])
+    client, run_id = _client(tmp_path), (tmp_path / RUN_ID_FILE).read_text()
+    assert client.get_run(run_id).info.status == "KILLED"
+    _fit(tmp_path, 2)
+    assert (tmp_path / RUN_ID_FILE).read_text() == run_id and client.get_run(run_id).info.status == "FINISHED"
+    assert max(step for step, _ in _history(client, run_id, "train_loss")) == 8  # 2 epochs of 4 steps
