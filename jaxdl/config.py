@@ -77,7 +77,8 @@ def default_config() -> ConfigDict:
         # mesh_shape = (data, model), -1 = the rest; sharding_rules = ((param-path regex, spec), ...) for the model axis.
         strategy="auto", mesh_shape=(-1, 1), sharding_rules=(),
         # How convolutions are computed (jaxdl.nn.lowering): "auto" (XLA's own on GPU/TPU; on a CPU the lowering
-        # measured fastest for each use, once per machine, before the first step compiles), "xla" or "patches".
+        # measured fastest for each use, once per machine, before the first step compiles: oneDNN's kernels, XLA's
+        # or the patches lowering), "xla", "patches" or "onednn".
         lowering="auto",
         # Compute dtype (float32, bfloat16, float16 with dynamic loss scaling); micro-batches per step.
         precision="float32", accumulation_steps=1,

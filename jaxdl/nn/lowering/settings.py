@@ -3,7 +3,8 @@
 ``mode`` is ``"auto"`` (XLA's own operations on GPU and TPU; on a CPU the lowering measured fastest for each
 use, or a fixed rule where nothing was measured), ``"xla"`` (XLA's own operations everywhere) or
 ``"patches"`` (jaxdl's CPU lowerings everywhere: patches convolutions, shifted-view depthwise sums,
-stride-phase transposed convolutions). ``measure`` lets ``"auto"`` time the candidates on a CPU before a
+stride-phase transposed convolutions) or ``"onednn"`` (oneDNN's CPU kernels wherever they apply, the fixed rule
+elsewhere; `jaxdl.nn.lowering.onednn`). ``measure`` lets ``"auto"`` time the candidates on a CPU before a
 step is compiled (`jaxdl.nn.lowering.tune`); off, the fixed rule decides, the same on every run. The setting
 applies when a function is traced: a program already compiled keeps the lowering it was traced with.
 """
@@ -15,7 +16,7 @@ import contextvars
 import dataclasses
 from typing import Iterator
 
-MODES = ("auto", "xla", "patches")
+MODES = ("auto", "xla", "patches", "onednn")
 
 
 @dataclasses.dataclass(frozen=True)
