@@ -238,3 +238,31 @@ def test_concurrent_first_uses_compile_the_kernels_once(tmp_path):
     assert compiles == 1, outputs
     assert len(list(tmp_path.glob("kernels/*/libjaxdl_onednn.so"))) == 1
     assert not list(tmp_path.glob("kernels/*/*.tmp"))
+
+
+@needs_onednn
+def test_a_batch_sharded_convolution_stays_local_on_a_mesh():
+    """jit over an 8-device mesh: each device convolves its part of the batch (no all-gather of the images),
+    the kernel gradient is summed across the batch's devices, and the values are XLA's."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((16, 8, 8, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+    geometry = onednn_conv.Geometry((1, 1), ((1, 1), (1, 1)), (1, 1))
+    batch, replicated = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+
+    def loss(conv):
+        return jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(conv(x, k))), argnums=(0, 1))
+
+    step = jax.jit(loss(lambda x, k: onednn_conv.forward(x, k, geometry)), in_shardings=(batch, replicated))
+    compiled = step.lower(jax.device_put(x, batch), kernel).compile()
+    text = compiled.as_text()
+    assert "all-gather" not in text and "all-reduce" in text
+    assert re.search(r"f32\[4,8,8,4\]\{[0-9,]*\} custom-call\(", text)  # a quarter of the batch per device
+    got = compiled(jax.device_put(x, batch), kernel)
+    want = loss(lambda x, k: xla_conv(x, k, (1, 1), ((1, 1), (1, 1)), (1, 1), 1))(x, kernel)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        close(a, b, 1e3)
+    assert got[1][0].sharding.spec == PartitionSpec("data")

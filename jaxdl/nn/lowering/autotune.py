@@ -171,10 +171,35 @@ def fastest(op: str, candidates: Mapping[str, Callable[..., jax.Array]], args: S
     return fixed
 
 
+# Up to this many combinations are all measured; beyond, a coordinate sweep measures a few of them.
+_EXHAUSTIVE = 8
+
+
 def _measure(request: _Request) -> tuple[tuple[str, ...], dict]:
-    """Compile and time every combination of one use; the fastest unless the fixed rule is within 5%."""
-    combos = list(itertools.product(request.candidates, repeat=len(request.fixed)))
-    ms = {combo: _combination_ms(request.candidates, combo, request.structs, request.wrt) for combo in combos}
+    """Compile and time the combinations of one use; the fastest unless the fixed rule is within 5%.
+
+    With few combinations (two candidates, three passes: 8) every one is timed. With more (three candidates
+    and three passes are 27 compilations) a pass's cost hardly depends on which candidates run the other
+    passes, so a coordinate sweep finds the fastest: time the fixed rule and each candidate for all passes,
+    then, pass by pass, each candidate for that pass with the best so far elsewhere (at most 9 of the 27).
+    """
+    names, positions = list(request.candidates), len(request.fixed)
+    ms: dict[tuple[str, ...], float] = {}
+
+    def timed(combo: tuple[str, ...]) -> None:
+        if combo not in ms:
+            ms[combo] = _combination_ms(request.candidates, combo, request.structs, request.wrt)
+
+    if len(names) ** positions <= _EXHAUSTIVE:
+        for combo in itertools.product(names, repeat=positions):
+            timed(combo)
+    else:
+        for combo in [request.fixed] + [(name,) * positions for name in names]:
+            timed(combo)
+        for position in range(positions):
+            best = min(ms, key=ms.get)
+            for name in names:
+                timed(best[:position] + (name,) + best[position + 1:])
     best = min(ms, key=ms.get)
     choice = best if ms[best] < (1 - _TIE) * ms[request.fixed] else request.fixed
     return tuple(choice), {"choice": list(choice), "ms": {" ".join(combo): round(t, 3) for combo, t in ms.items()}}
