@@ -3,7 +3,9 @@
 A cell maps ``(carry, x_t) -> (carry, h_t)`` for one time step; `RNN` scans it over ``[batch, time, features]``
 with `flax.linen.scan` (one compiled step body, whatever the length), never a Python loop. With ``lengths``
 the padded steps of each sequence leave its state unchanged and output zeros, so the final carry is the state
-at each sequence's true end.
+at each sequence's true end. On a CPU an LSTM layer runs as oneDNN's fused LSTM instead of the scan
+(`jaxdl.nn.lowering.onednn.recurrent`), with the same parameters and results; lowering ``"xla"`` or
+``"patches"`` keeps the scan.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import jax.numpy as jnp
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.initializers import get_initializer
+from jaxdl.nn.lowering import settings as lowering
+from jaxdl.nn.lowering.onednn import recurrent as onednn_recurrent
 
 Carry = Any
 
@@ -128,6 +132,9 @@ class RNN(nn.Module):
         if self.reverse:
             x = _reverse_valid(x, lengths)
         carry = self.cell.initial_carry(batch) if initial_carry is None else initial_carry
+        if isinstance(self.cell, LSTMCell) and _onednn_lstm_applies(x) and not self.is_initializing():
+            carry, outputs = _onednn_lstm(self.cell.variables["params"], x, valid, lengths, carry)
+            return carry, _reverse_valid(outputs, lengths) if self.reverse else outputs
         # The lifted scan shares the cell's parameters across steps and compiles one step body.
         scan = nn.scan(_masked_step, variable_broadcast="params", split_rngs={"params": False, "dropout": True},
                        in_axes=1, out_axes=1)
@@ -135,6 +142,42 @@ class RNN(nn.Module):
         if self.reverse:
             outputs = _reverse_valid(outputs, lengths)
         return carry, outputs
+
+
+def _onednn_lstm_applies(x: jax.Array) -> bool:
+    """oneDNN's LSTM layer replaces the scan on a CPU, unless the lowering is forced to ``"xla"`` or
+    ``"patches"`` (which keep the scan), for float32 inputs of concrete shape where its kernels load."""
+    if jax.default_backend() != "cpu" or lowering.current().mode in ("xla", "patches"):
+        return False
+    return onednn_recurrent.supports(x)
+
+
+# A pre-activation that saturates a gate exactly (sigmoid gives exactly 0 or 1 in float32 beyond ~104).
+_SATURATE = 1e6
+
+
+def _onednn_lstm(params: dict, x: jax.Array, valid: jax.Array, lengths: jax.Array,
+                 carry: tuple[jax.Array, jax.Array]) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    """`RNN` over `LSTMCell` by oneDNN's fused layer, with the same parameters and the same results.
+
+    oneDNN runs every sequence for all ``time`` steps. Padded steps must leave the state alone: an extra input
+    feature, 1 at padded steps, drives the input gate to exactly 0 and the forget gate to exactly 1 there, so
+    ``c`` passes through unchanged (and so does its gradient, the saturated gates' derivatives being exactly 0).
+    The hidden state at each sequence's end is its output at its last real step; outputs past it are zeros.
+    """
+    c0, h0 = carry
+    hidden = params["recurrent"]["kernel"].shape[0]
+    dtype = x.dtype
+    gate_row = jnp.concatenate([jnp.full((hidden,), -_SATURATE, dtype), jnp.full((hidden,), _SATURATE, dtype),
+                                jnp.zeros((2 * hidden,), dtype)])
+    kernel_x = jnp.concatenate([params["input"]["kernel"].astype(dtype), gate_row[None]], axis=0)
+    padded = jnp.logical_not(valid)[..., None].astype(dtype)
+    outputs, _, c_last = onednn_recurrent.lstm(
+        jnp.concatenate([x, padded], axis=-1), h0.astype(dtype), c0.astype(dtype), kernel_x,
+        params["recurrent"]["kernel"].astype(dtype), params["input"]["bias"].astype(dtype))
+    last = jnp.take_along_axis(outputs, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
+    h_last = jnp.where((lengths > 0)[:, None], last, h0.astype(dtype))
+    return (c_last, h_last), jnp.where(valid[..., None], outputs, 0.0)
 
 
 def _reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:

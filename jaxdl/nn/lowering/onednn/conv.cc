@@ -5,39 +5,15 @@
 // ("any") and the primitive reorders the HWIO kernel into it on each call, which costs far less than the
 // convolution. Scratch memory is the calling thread's own buffer, so calls from XLA's threads never share it.
 // Algorithms are fixed (direct convolution), so the same inputs give the same bits on the same machine.
-#include <cstdint>
-#include <cstring>
-#include <functional>
-#include <new>
-#include <memory>
-#include <mutex>
+#include <cstdio>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
-#include "oneapi/dnnl/dnnl.hpp"
-#include "xla/ffi/api/ffi.h"
+#include "common.h"
 
-namespace ffi = xla::ffi;
 using dnnl::memory;
+using namespace jaxdl_onednn;
 
 namespace {
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-// Per-thread scratch space, grown as needed and kept: one allocation per thread for the whole run.
-void* Scratch(size_t bytes, int slot) {
-  thread_local std::vector<std::unique_ptr<uint8_t[]>> buffers(3);
-  thread_local std::vector<size_t> sizes(3, 0);
-  if (sizes[slot] < bytes) {
-    buffers[slot].reset(new (std::align_val_t(64)) uint8_t[bytes]);
-    sizes[slot] = bytes;
-  }
-  return buffers[slot].get();
-}
 
 // What identifies one convolution: shapes, window, groups and dtype.
 struct Geometry {
@@ -100,34 +76,12 @@ struct Plan {
   memory::desc scratch;      // the primitive's scratchpad
 };
 
-std::mutex plans_mutex;
-std::unordered_map<std::string, std::shared_ptr<Plan>>& Plans() {
-  static auto* plans = new std::unordered_map<std::string, std::shared_ptr<Plan>>();
-  return *plans;
-}
-
-dnnl::primitive_attr Attr() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  return attr;
-}
+PlanCache<Plan> plans;
 
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g, dnnl::prop_kind prop) {
   return dnnl::convolution_forward::primitive_desc(
       Engine(), prop, dnnl::algorithm::convolution_direct, g.Source(), g.AnyKernel(), g.Destination(), g.Strides(),
-      g.Dilation(), g.PadLow(), g.PadHigh(), Attr());
-}
-
-template <typename Make>
-std::shared_ptr<Plan> Lookup(const std::string& key, Make make) {
-  {
-    std::lock_guard<std::mutex> lock(plans_mutex);
-    auto it = Plans().find(key);
-    if (it != Plans().end()) return it->second;
-  }
-  auto plan = std::make_shared<Plan>(make());
-  std::lock_guard<std::mutex> lock(plans_mutex);
-  return Plans().emplace(key, plan).first->second;
+      g.Dilation(), g.PadLow(), g.PadHigh(), UserScratchpad());
 }
 
 // Runs `plan` with `args`, after moving the kernel between HWIO (`user_kernel`) and the primitive's layout.
@@ -144,23 +98,12 @@ void Run(const Plan& plan, std::unordered_map<int, memory> args, int kernel_arg,
   stream.wait();
 }
 
-ffi::Error Guard(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("jaxdl onednn conv: ") + e.what());
-  } catch (const std::exception& e) {
-    return ffi::Error::Internal(std::string("jaxdl onednn conv: ") + e.what());
-  }
-  return ffi::Error::Success();
-}
-
 ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::Result<ffi::AnyBuffer> y,
                    ffi::Span<const int64_t> window, int64_t groups) {
   Geometry g;
   if (auto e = ToGeometry(x, kernel.dimensions(), y->dimensions(), window, groups, &g); e.failure()) return e;
-  return Guard([&] {
-    auto plan = Lookup(g.Key('f'), [&] {
+  return Guard("conv", [&] {
+    auto plan = plans.Get(g.Key('f'), [&] {
       auto pd = ForwardDesc(g, dnnl::prop_kind::forward_inference);
       Plan p{dnnl::convolution_forward(pd), pd.weights_desc()};
       p.reorder = pd.weights_desc() != g.Kernel();
@@ -179,12 +122,12 @@ ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Result<ff
   Geometry g;
   // The geometry is the forward one: dx is the image, dy the output.
   if (auto e = ToGeometry(*dx, kernel.dimensions(), dy.dimensions(), window, groups, &g); e.failure()) return e;
-  return Guard([&] {
-    auto plan = Lookup(g.Key('d'), [&] {
+  return Guard("conv", [&] {
+    auto plan = plans.Get(g.Key('d'), [&] {
       auto hint = ForwardDesc(g, dnnl::prop_kind::forward_training);
       dnnl::convolution_backward_data::primitive_desc pd(
           Engine(), dnnl::algorithm::convolution_direct, g.Source(), g.AnyKernel(), g.Destination(), g.Strides(),
-          g.Dilation(), g.PadLow(), g.PadHigh(), hint, Attr());
+          g.Dilation(), g.PadLow(), g.PadHigh(), hint, UserScratchpad());
       Plan p{dnnl::convolution_backward_data(pd), pd.weights_desc()};
       p.reorder = pd.weights_desc() != g.Kernel();
       if (p.reorder) p.to_kernel = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), g.Kernel(), Engine(), pd.weights_desc()));
@@ -201,12 +144,12 @@ ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi:
                            ffi::Span<const int64_t> window, int64_t groups) {
   Geometry g;
   if (auto e = ToGeometry(x, dkernel->dimensions(), dy.dimensions(), window, groups, &g); e.failure()) return e;
-  return Guard([&] {
-    auto plan = Lookup(g.Key('w'), [&] {
+  return Guard("conv", [&] {
+    auto plan = plans.Get(g.Key('w'), [&] {
       auto hint = ForwardDesc(g, dnnl::prop_kind::forward_training);
       dnnl::convolution_backward_weights::primitive_desc pd(
           Engine(), dnnl::algorithm::convolution_direct, g.Source(), g.AnyKernel(), g.Destination(), g.Strides(),
-          g.Dilation(), g.PadLow(), g.PadHigh(), hint, Attr());
+          g.Dilation(), g.PadLow(), g.PadHigh(), hint, UserScratchpad());
       Plan p{dnnl::convolution_backward_weights(pd), pd.diff_weights_desc()};
       p.reorder = pd.diff_weights_desc() != g.Kernel();
       if (p.reorder) p.to_kernel = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), pd.diff_weights_desc(), Engine(), g.Kernel()));

@@ -31,11 +31,14 @@ import tempfile
 import threading
 from typing import Iterator
 
-SOURCES = ("conv.cc",)
+SOURCES = ("conv.cc", "recurrent.cc")
+HEADERS = ("common.h",)
 TARGETS = (
     "jaxdl_onednn_conv_forward",
     "jaxdl_onednn_conv_backward_data",
     "jaxdl_onednn_conv_backward_weights",
+    "jaxdl_onednn_lstm_forward",
+    "jaxdl_onednn_lstm_backward",
 )
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
@@ -119,7 +122,8 @@ def _compile(compiler: str, include: pathlib.Path, libdir: pathlib.Path) -> path
     except (OSError, subprocess.SubprocessError) as error:
         return f"the C++ compiler {compiler} does not run ({error})"
     digest = hashlib.sha256()
-    for part in [*(s.read_bytes() for s in sources), *(f.encode() for f in flags), jax.__version__.encode(),
+    headers = [here / name for name in HEADERS]
+    for part in [*(s.read_bytes() for s in sources + headers), *(f.encode() for f in flags), jax.__version__.encode(),
                  str(compiler_version).encode(), (include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes()]:
         digest.update(part + b"\0")
     target = _cache_root() / digest.hexdigest()[:20] / "libjaxdl_onednn.so"
