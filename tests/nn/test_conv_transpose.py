@@ -98,5 +98,5 @@ def test_layer_matches_flax_conv_transpose_with_the_same_parameters(size, kernel
 def test_channel_mismatch_and_unknown_lowering_are_explained():
     with pytest.raises(ValueError, match=r"input has 3 channels.*\[kh, kw, 3, out\]"):
         conv_transpose2d(jnp.ones((1, 4, 4, 3)), jnp.ones((2, 2, 2, 1)))
-    with pytest.raises(ValueError, match=r"unknown convolution lowering 'winograd'; valid ones are \['auto', 'xla', 'patches'\]"):
+    with pytest.raises(ValueError, match=r"unknown convolution lowering 'winograd'; valid ones are \['auto', 'xla', 'patches', 'onednn'\]"):
         lowering.configure(mode="winograd")

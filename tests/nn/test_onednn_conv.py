@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jax import lax
 
@@ -79,6 +79,7 @@ def test_forward_and_both_gradients_equal_xla(g):
 
 
 @needs_onednn
+@settings(max_examples=5)  # each example compiles four programs
 @given(geometries)
 def test_second_derivatives_equal_xla(g):
     """The three passes are each other's transposes, so a Hessian-vector product runs oneDNN too."""
@@ -97,6 +98,7 @@ def test_second_derivatives_equal_xla(g):
 
 
 @needs_onednn
+@settings(max_examples=5)  # each example compiles a program per trial
 @given(trials=st.integers(1, 3), g=geometries)
 def test_vmapped_trials_fold_into_groups_and_equal_each_trial_alone(trials, g):
     """Each trial's own kernel (and images): one grouped call under vmap equals the trials one by one."""
@@ -125,7 +127,7 @@ def test_the_fixed_rule_on_a_cpu_is_onednn_and_its_custom_calls_are_in_the_progr
     x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
     with lowering.use("auto", measure=False):
         text = jax.jit(jax.grad(lambda x, k: jnp.sum(conv2d(x, k, 2) ** 2), argnums=(0, 1))).lower(x, kernel).as_text()
-    for target in library.TARGETS:
+    for target in (t for t in library.TARGETS if "conv" in t):
         assert target in text
 
 
