@@ -3,12 +3,16 @@
 #ifndef JAXDL_ONEDNN_COMMON_H_
 #define JAXDL_ONEDNN_COMMON_H_
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -63,9 +67,53 @@ inline dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
+// Every oneDNN call runs on this one thread. GNU OpenMP gives each thread that starts a parallel region its own
+// team of threads, so oneDNN called from several of XLA's threads at once would run teams side by side (more
+// threads than cores, each spinning while it waits); calls from one thread share one team of as many threads
+// as cores. The calling XLA thread sleeps until its call is done.
+class OneThread {
+ public:
+  static OneThread& Get() {
+    static auto* worker = new OneThread();  // never destroyed: XLA may call in during interpreter shutdown
+    return *worker;
+  }
+
+  void Run(const std::function<void()>& task) {
+    std::packaged_task<void()> job(task);
+    auto done = job.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(job));
+    }
+    ready_.notify_one();
+    done.get();  // rethrows what the task threw
+  }
+
+ private:
+  OneThread() : thread_([this] { Loop(); }) { thread_.detach(); }
+
+  void Loop() {
+    for (;;) {
+      std::packaged_task<void()> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return !queue_.empty(); });
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::packaged_task<void()>> queue_;
+  std::thread thread_;
+};
+
 inline ffi::Error Guard(const char* what, const std::function<void()>& body) {
   try {
-    body();
+    OneThread::Get().Run(body);
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("jaxdl onednn ") + what + ": " + e.what());
   }

@@ -160,9 +160,9 @@ def _load() -> ctypes.CDLL | str:
     built = _compile(compiler, include, libdir)
     if isinstance(built, str):
         return built
-    # An idle OpenMP thread that spins steals its core from XLA's own threads between two oneDNN calls:
-    # measured 25-40% slower convolutions with GNU OpenMP's default. Only effective before libgomp loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    # GNU OpenMP's own wait policy is kept (threads spin briefly, then sleep): every oneDNN call runs on one
+    # thread (common.h), so there is one team of as many threads as cores. Measured on 2 cores: "passive"
+    # costs the LSTM 1.3x (100 short parallel regions a sequence), "active" slows XLA's own operations.
     try:
         library = ctypes.CDLL(str(built))
         handlers = {name: getattr(library, name) for name in TARGETS}
