@@ -1,6 +1,6 @@
 """The benchmark entry point: every workload in jaxdl, hand-written Flax and PyTorch eager, side by side.
 
-In one process, for each workload of `benchmarks.workloads`: build each implementation, time its first step
+For each workload of `benchmarks.workloads`: build each implementation, time its first step
 (compilation for JAX), warm up, then time ``--blocks`` blocks of ``--steps`` steps and keep the median.
 Prints ms/step, examples/s, achieved GFLOP/s (the hand-written Flax step's XLA flop count, the same
 architecture for all three) and the speed ratios jaxdl/Flax and jaxdl/PyTorch (above 1: jaxdl is faster).
@@ -13,10 +13,13 @@ PyTorch is the ``bench`` extra (``pip install -e ".[bench]"``); without it the P
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable
 
@@ -76,6 +79,29 @@ def _time_torch(step: Callable, batches: list, steps: int, blocks: int) -> dict[
     return {"first_step_s": first, "ms": 1e3 * statistics.median(times)}
 
 
+def time_torch_workload(name: str, steps: int, blocks: int) -> dict[str, float] | None:
+    """The PyTorch column of one workload (None without torch): what `_torch_in_own_process` runs."""
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch_train, _ = torch_step(WORKLOADS[name])
+    except ImportError:
+        return None
+    return _time_torch(torch_train, [torch_batch(WORKLOADS[name], i) for i in range(BATCHES)], steps, blocks)
+
+
+def _torch_in_own_process(workload: Workload, steps: int, blocks: int) -> dict[str, float] | None:
+    """Time PyTorch in a child process. PyTorch and jaxdl's oneDNN kernels load the same GNU OpenMP runtime;
+    in one process their two thread teams exceed the cores, and OpenMP then cuts every team's spin-wait
+    short for the rest of the process (measured: jaxdl's LSTM step 120 -> 180 ms once PyTorch had run)."""
+    name = next(key for key, value in WORKLOADS.items() if value is workload)
+    code = ("import json, sys; from benchmarks.run import time_torch_workload; "
+            f"print(json.dumps(time_torch_workload({name!r}, {steps}, {blocks})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def step_flops(step: Callable, state: Any, batch: Any) -> float:
     """XLA's flop count of one compiled ``step(state, batch)`` (0 where the backend gives none)."""
     analysis = step.lower(state, batch).compile().cost_analysis()
@@ -92,12 +118,7 @@ def measure(workload: Workload, steps: int, blocks: int, with_torch: bool) -> di
     # A fresh jit: its first call below is timed with compilation.
     row.update(_time_jax({"flax": flax_step(workload), "jaxdl": jaxdl_step(workload)}, batches, steps, blocks)[0])
     if with_torch:
-        try:
-            torch_train, _ = torch_step(workload)
-        except ImportError:
-            row["torch"] = None
-        else:
-            row["torch"] = _time_torch(torch_train, [torch_batch(workload, i) for i in range(BATCHES)], steps, blocks)
+        row["torch"] = _torch_in_own_process(workload, steps, blocks)
     for name in ("jaxdl", "flax", "torch"):
         if row.get(name):
             row[name]["examples_per_s"] = workload.batch_size / row[name]["ms"] * 1e3
@@ -150,11 +171,9 @@ def machine() -> dict[str, Any]:
     import optax
 
     info.update(flax=flax.__version__, optax=optax.__version__)
-    try:
-        import torch
-
-        info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
-    except ImportError:
+    try:  # torch itself is imported only by the child processes that time it
+        info["torch"], info["torch_threads"] = importlib.metadata.version("torch"), os.cpu_count() or 1
+    except importlib.metadata.PackageNotFoundError:
         info["torch"] = None
     return info
 
@@ -188,14 +207,9 @@ def main() -> None:
     unknown = sorted(set(names) - set(WORKLOADS))
     if unknown:
         parser.error(f"unknown workloads {unknown}; valid ones are {list(WORKLOADS)}")
-    if not args.no_torch:
-        try:
-            import torch
-
-            torch.set_num_threads(os.cpu_count() or 1)
-        except ImportError:
-            print("PyTorch is not installed (pip install -e '.[bench]'): its column is skipped")
     info = machine()
+    if not args.no_torch and info["torch"] is None:
+        print("PyTorch is not installed (pip install -e '.[bench]'): its column is skipped")
     print(f"# benchmarks.run {time.strftime('%Y-%m-%d')}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     info["matmul_gflops"] = matmul_gflops()
     print(f"# float32 2048x2048 matmul: {info['matmul_gflops']:.0f} GFLOP/s")
