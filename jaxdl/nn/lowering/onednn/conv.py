@@ -221,24 +221,17 @@ def _to_front(value, dim, size):
     return jnp.broadcast_to(value, (size, *value.shape)) if dim is None else jnp.moveaxis(value, dim, 0)
 
 
-def _images_into_channels(images):  # [t, n, h, w, c] -> [n, h, w, t*c]
-    t, n, h, w, c = images.shape
-    return images.transpose(1, 2, 3, 0, 4).reshape(n, h, w, t * c)
+def _trials_into_last(stacked):
+    """``[t, a, b, c, d] -> [a, b, c, t*d]``: trials side by side on the last axis (an image's channels, a
+    kernel's outputs), trial-major, as a ``t``-fold grouped convolution reads them."""
+    t, a, b, c, d = stacked.shape
+    return stacked.transpose(1, 2, 3, 0, 4).reshape(a, b, c, t * d)
 
 
-def _channels_into_images(images, t):  # [n, h, w, t*c] -> [t, n, h, w, c]
-    n, h, w, tc = images.shape
-    return images.reshape(n, h, w, t, tc // t).transpose(3, 0, 1, 2, 4)
-
-
-def _kernels_into_outputs(kernels):  # [t, kh, kw, i, o] -> [kh, kw, i, t*o]
-    t, kh, kw, i, o = kernels.shape
-    return kernels.transpose(1, 2, 3, 0, 4).reshape(kh, kw, i, t * o)
-
-
-def _outputs_into_kernels(kernel, t):  # [kh, kw, i, t*o] -> [t, kh, kw, i, o]
-    kh, kw, i, to = kernel.shape
-    return kernel.reshape(kh, kw, i, t, to // t).transpose(3, 0, 1, 2, 4)
+def _last_into_trials(value, t):
+    """The inverse of `_trials_into_last`: ``[a, b, c, t*d] -> [t, a, b, c, d]``."""
+    a, b, c, td = value.shape
+    return value.reshape(a, b, c, t, td // t).transpose(3, 0, 1, 2, 4)
 
 
 def _fold_batch(images, dim):  # [.., t at dim, ..] -> [t*n, h, w, c]
@@ -253,9 +246,9 @@ def _forward_batched(args, dims, *, geometry):
         y = forward(folded, kernel, geometry)
         return y.reshape(t, -1, *y.shape[1:]), 0
     t = kernel.shape[dk]
-    y = forward(_images_into_channels(_to_front(x, dx, t)), _kernels_into_outputs(_to_front(kernel, dk, t)),
+    y = forward(_trials_into_last(_to_front(x, dx, t)), _trials_into_last(_to_front(kernel, dk, t)),
                 geometry.grouped(t))
-    return _channels_into_images(y, t), 0
+    return _last_into_trials(y, t), 0
 
 
 def _backward_data_batched(args, dims, *, geometry, image_hw):
@@ -265,17 +258,17 @@ def _backward_data_batched(args, dims, *, geometry, image_hw):
         dx = backward_data(folded, kernel, geometry, image_hw)
         return dx.reshape(t, -1, *dx.shape[1:]), 0
     t = kernel.shape[dk]
-    dx = backward_data(_images_into_channels(_to_front(dy, ddy, t)), _kernels_into_outputs(_to_front(kernel, dk, t)),
+    dx = backward_data(_trials_into_last(_to_front(dy, ddy, t)), _trials_into_last(_to_front(kernel, dk, t)),
                        geometry.grouped(t), image_hw)
-    return _channels_into_images(dx, t), 0
+    return _last_into_trials(dx, t), 0
 
 
 def _backward_weights_batched(args, dims, *, geometry, kernel_hw):
     (x, dy), (dx, ddy) = args, dims
     t = x.shape[dx] if dx is not None else dy.shape[ddy]
-    dw = backward_weights(_images_into_channels(_to_front(x, dx, t)), _images_into_channels(_to_front(dy, ddy, t)),
+    dw = backward_weights(_trials_into_last(_to_front(x, dx, t)), _trials_into_last(_to_front(dy, ddy, t)),
                           geometry.grouped(t), kernel_hw)
-    return _outputs_into_kernels(dw, t), 0
+    return _last_into_trials(dw, t), 0
 
 
 batching.primitive_batchers[forward_p] = _forward_batched

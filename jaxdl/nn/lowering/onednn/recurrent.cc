@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "common.h"
 
@@ -41,16 +42,40 @@ dnnl::lstm_forward::primitive_desc ForwardDesc(const Shape& s, dnnl::prop_kind p
       s.Weights(s.h, tag::any), s.Bias(), s.Layer(s.h), s.State(), s.State(), UserScratchpad());
 }
 
+memory At(const memory::desc& desc, void* data) { return memory(desc, Engine(), data); }
+
+// The two weight matrices in the layouts a primitive chose, and the reorders from the caller's ldigo ones.
+struct Kernels {
+  memory::desc wx, wh;
+  dnnl::reorder to_wx, to_wh;
+
+  Kernels() = default;
+  Kernels(const Shape& s, const memory::desc& chosen_wx, const memory::desc& chosen_wh)
+      : wx(chosen_wx), wh(chosen_wh),
+        to_wx(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.c, tag::ldigo), Engine(), chosen_wx)),
+        to_wh(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.h, tag::ldigo), Engine(), chosen_wh)) {}
+
+  // The caller's kernels reordered into this thread's scratch slots 1 and 2.
+  std::pair<memory, memory> From(const Shape& s, dnnl::stream& stream, void* user_wx, void* user_wh) const {
+    memory wx_mem = At(wx, Scratch(wx.get_size(), 1)), wh_mem = At(wh, Scratch(wh.get_size(), 2));
+    memory wx_user = At(s.Weights(s.c, tag::ldigo), user_wx), wh_user = At(s.Weights(s.h, tag::ldigo), user_wh);
+    to_wx.execute(stream, wx_user, wx_mem);
+    to_wh.execute(stream, wh_user, wh_mem);
+    return {wx_mem, wh_mem};
+  }
+};
+
 struct ForwardPlan {
   dnnl::lstm_forward lstm;
-  memory::desc wx, wh, scratch, workspace;
-  dnnl::reorder to_wx, to_wh;
+  memory::desc scratch, workspace;
+  Kernels kernels;
 };
 
 struct BackwardPlan {
   dnnl::lstm_backward lstm;
-  memory::desc wx, wh, dwx, dwh, scratch, workspace;
-  dnnl::reorder to_wx, to_wh, from_dwx, from_dwh;
+  memory::desc dwx, dwh, scratch, workspace;
+  Kernels kernels;
+  dnnl::reorder from_dwx, from_dwh;
 };
 
 PlanCache<ForwardPlan> forward_plans;
@@ -58,11 +83,8 @@ PlanCache<BackwardPlan> backward_plans;
 
 ForwardPlan MakeForward(const Shape& s, bool training) {
   auto pd = ForwardDesc(s, training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference);
-  ForwardPlan p{dnnl::lstm_forward(pd), pd.weights_layer_desc(), pd.weights_iter_desc(), pd.scratchpad_desc(),
-                pd.workspace_desc()};
-  p.to_wx = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.c, tag::ldigo), Engine(), p.wx));
-  p.to_wh = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.h, tag::ldigo), Engine(), p.wh));
-  return p;
+  return ForwardPlan{dnnl::lstm_forward(pd), pd.scratchpad_desc(), pd.workspace_desc(),
+                     Kernels(s, pd.weights_layer_desc(), pd.weights_iter_desc())};
 }
 
 BackwardPlan MakeBackward(const Shape& s) {
@@ -72,17 +94,12 @@ BackwardPlan MakeBackward(const Shape& s) {
       s.Weights(s.h, tag::any), s.Bias(), s.Layer(s.h), s.State(), s.State(), s.Layer(s.c), s.State(), s.State(),
       s.Weights(s.c, tag::any), s.Weights(s.h, tag::any), s.Bias(), s.Layer(s.h), s.State(), s.State(), hint,
       UserScratchpad());
-  BackwardPlan p{dnnl::lstm_backward(pd), pd.weights_layer_desc(), pd.weights_iter_desc(),
-                 pd.diff_weights_layer_desc(), pd.diff_weights_iter_desc(), pd.scratchpad_desc(),
-                 pd.workspace_desc()};
-  p.to_wx = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.c, tag::ldigo), Engine(), p.wx));
-  p.to_wh = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), s.Weights(s.h, tag::ldigo), Engine(), p.wh));
+  BackwardPlan p{dnnl::lstm_backward(pd), pd.diff_weights_layer_desc(), pd.diff_weights_iter_desc(),
+                 pd.scratchpad_desc(), pd.workspace_desc(), Kernels(s, pd.weights_layer_desc(), pd.weights_iter_desc())};
   p.from_dwx = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), p.dwx, Engine(), s.Weights(s.c, tag::ldigo)));
   p.from_dwh = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), p.dwh, Engine(), s.Weights(s.h, tag::ldigo)));
   return p;
 }
-
-memory At(const memory::desc& desc, void* data) { return memory(desc, Engine(), data); }
 
 ffi::Error CheckShapes(ffi::AnyBuffer x, ffi::AnyBuffer wh, Shape* s) {
   auto xd = x.dimensions();
@@ -106,12 +123,7 @@ ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::
     if (training && workspace->size_bytes() < plan->workspace.get_size())
       throw std::runtime_error("the workspace output is smaller than oneDNN's workspace");
     dnnl::stream stream(Engine());
-    memory wx_mem = At(plan->wx, Scratch(plan->wx.get_size(), 1));
-    memory wh_mem = At(plan->wh, Scratch(plan->wh.get_size(), 2));
-    memory wx_user = At(s.Weights(s.c, tag::ldigo), wx.untyped_data());
-    memory wh_user = At(s.Weights(s.h, tag::ldigo), wh.untyped_data());
-    plan->to_wx.execute(stream, wx_user, wx_mem);
-    plan->to_wh.execute(stream, wh_user, wh_mem);
+    auto [wx_mem, wh_mem] = plan->kernels.From(s, stream, wx.untyped_data(), wh.untyped_data());
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC_LAYER, At(s.Layer(s.c), x.untyped_data())}, {DNNL_ARG_SRC_ITER, At(s.State(), h0.untyped_data())},
         {DNNL_ARG_SRC_ITER_C, At(s.State(), c0.untyped_data())}, {DNNL_ARG_WEIGHTS_LAYER, wx_mem},
@@ -139,14 +151,9 @@ ffi::Error Backward(ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi:
     if (workspace.size_bytes() < plan->workspace.get_size())
       throw std::runtime_error("the workspace input is smaller than oneDNN's workspace");
     dnnl::stream stream(Engine());
-    memory wx_mem = At(plan->wx, Scratch(plan->wx.get_size(), 1));
-    memory wh_mem = At(plan->wh, Scratch(plan->wh.get_size(), 2));
+    auto [wx_mem, wh_mem] = plan->kernels.From(s, stream, wx.untyped_data(), wh.untyped_data());
     memory dwx_mem = At(plan->dwx, Scratch(plan->dwx.get_size(), 3));
     memory dwh_mem = At(plan->dwh, Scratch(plan->dwh.get_size(), 4));
-    memory wx_user = At(s.Weights(s.c, tag::ldigo), wx.untyped_data());
-    memory wh_user = At(s.Weights(s.h, tag::ldigo), wh.untyped_data());
-    plan->to_wx.execute(stream, wx_user, wx_mem);
-    plan->to_wh.execute(stream, wh_user, wh_mem);
     // oneDNN adds the weight and bias gradients to what the buffers hold.
     std::memset(dwx_mem.get_data_handle(), 0, plan->dwx.get_size());
     std::memset(dwh_mem.get_data_handle(), 0, plan->dwh.get_size());
