@@ -41,16 +41,19 @@ class Geometry:
     groups: int = 1
 
     def window(self) -> np.ndarray:
+        """The custom calls' ``window`` attribute: strides, paddings (top, bottom, left, right), dilation."""
         (pt, pb), (pl, pr) = self.padding
         return np.array([*self.strides, pt, pb, pl, pr, *self.dilation], np.int64)
 
     def output_hw(self, image_hw: tuple[int, ...], kernel_hw: tuple[int, ...]) -> tuple[int, int]:
+        """The output's height and width for an image and kernel of these spatial sizes."""
         h, w = (  # floor((n + padding - dilated kernel) / stride) + 1, as XLA and oneDNN compute it
             (n + lo + hi - (k - 1) * d - 1) // s + 1
             for n, (lo, hi), k, d, s in zip(image_hw, self.padding, kernel_hw, self.dilation, self.strides))
         return h, w
 
     def grouped(self, times: int) -> Geometry:
+        """The same window with ``times`` as many groups (``times`` convolutions side by side)."""
         return dataclasses.replace(self, groups=self.groups * times)
 
 
