@@ -22,7 +22,6 @@ from jaxdl.nn.initializers import Initializer, get_initializer
 from jaxdl.nn.lowering.onednn import conv as onednn_conv
 from jaxdl.nn.lowering.patches import conv2d_patches, depthwise_shifts, explicit_padding
 from jaxdl.nn.lowering.select import lowered
-from jaxdl.nn.lowering.settings import current
 from jaxdl.nn.padding import BORDER_MODES, Padding, normalize_padding, pad_border, pair
 
 
@@ -68,22 +67,13 @@ def conv2d(
                                      padding=pad, dilation=dilation),
     }
     rule = "patches"
-    if _onednn_applies(x, kernel):
+    if onednn_conv.supports(x, kernel):
         geometry = onednn_conv.Geometry(strides, tuple(map(tuple, pads)), dilation, x.shape[-1] if depthwise else 1)
         lowerings["onednn"] = onednn_conv.OneDNNConv(geometry)
         rule = "onednn"
     params = (strides, pad if isinstance(pad, str) else tuple(map(tuple, pad)), dilation, depthwise)
     return lowered("conv2d", lowerings, params, cpu_rule=rule)(x, kernel)
 
-
-def _onednn_applies(x: jax.Array, kernel: jax.Array) -> bool:
-    """oneDNN is a candidate on a CPU, for concrete shapes (a symbolic batch exports XLA's portable path), when
-    its kernels load and take these dtypes; under ``"xla"`` and ``"patches"`` it is not even built."""
-    if jax.default_backend() != "cpu" or current().mode in ("xla", "patches"):
-        return False
-    if not all(isinstance(d, int) for a in (x, kernel) for d in a.shape):
-        return False
-    return onednn_conv.supports(x, kernel)
 
 
 def _conv2d_xla(x, kernel, strides, padding, dilation, depthwise):

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 from jaxdl.nn.activations import get_activation
 from jaxdl.nn.dropout import Dropout
 from jaxdl.nn.initializers import get_initializer
-from jaxdl.nn.lowering import settings as lowering
 from jaxdl.nn.lowering.onednn import recurrent as onednn_recurrent
 
 Carry = Any
@@ -132,7 +131,7 @@ class RNN(nn.Module):
         if self.reverse:
             x = _reverse_valid(x, lengths)
         carry = self.cell.initial_carry(batch) if initial_carry is None else initial_carry
-        if isinstance(self.cell, LSTMCell) and _onednn_lstm_applies(x) and not self.is_initializing():
+        if isinstance(self.cell, LSTMCell) and onednn_recurrent.supports(x) and not self.is_initializing():
             carry, outputs = _onednn_lstm(self.cell.variables["params"], x, valid, lengths, carry)
             return carry, _reverse_valid(outputs, lengths) if self.reverse else outputs
         # The lifted scan shares the cell's parameters across steps and compiles one step body.
@@ -142,14 +141,6 @@ class RNN(nn.Module):
         if self.reverse:
             outputs = _reverse_valid(outputs, lengths)
         return carry, outputs
-
-
-def _onednn_lstm_applies(x: jax.Array) -> bool:
-    """oneDNN's LSTM layer replaces the scan on a CPU, unless the lowering is forced to ``"xla"`` or
-    ``"patches"`` (which keep the scan), for float32 inputs of concrete shape where its kernels load."""
-    if jax.default_backend() != "cpu" or lowering.current().mode in ("xla", "patches"):
-        return False
-    return onednn_recurrent.supports(x)
 
 
 # A pre-activation that saturates a gate exactly (sigmoid gives exactly 0 or 1 in float32 beyond ~104).

@@ -12,7 +12,6 @@ The cache directory is ``cache_dir`` if given, else ``$JAXDL_CACHE/pretrained``,
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import shutil
 import uuid
@@ -30,6 +29,7 @@ from jaxdl.data.base import package_file
 from jaxdl.models.bert import BertEncoder
 from jaxdl.models.mobilenet import efficientnet_lite0, mobilenet_v2
 from jaxdl.transfer.preprocess import center_crop, imagenet_class_names
+from jaxdl.util.cache_root import cache_root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +102,7 @@ def cache_dir(directory: str | pathlib.Path | None = None) -> pathlib.Path:
     """Where converted checkpoints live (see the module docstring for the order of precedence)."""
     if directory is not None:
         return pathlib.Path(directory)
-    if os.environ.get("JAXDL_CACHE"):
-        return pathlib.Path(os.environ["JAXDL_CACHE"]) / "pretrained"
-    return pathlib.Path.home() / ".cache" / "jaxdl" / "pretrained"
+    return cache_root() / "pretrained"
 
 
 def reference_variables(name: str, **overrides: Any) -> Any:

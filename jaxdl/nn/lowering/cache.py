@@ -14,13 +14,13 @@ import warnings
 
 import jax
 
+from jaxdl.util.cache_root import cache_root
+
 
 def cache_file() -> pathlib.Path:
     """This machine's on-disk cache of choices: one JSON file per CPU model, core count and jax version."""
-    base = (pathlib.Path(os.environ["JAXDL_CACHE"]) if os.environ.get("JAXDL_CACHE")
-            else pathlib.Path.home() / ".cache" / "jaxdl")
     machine = json.dumps(machine_description(), sort_keys=True)
-    return base / "autotune" / f"{hashlib.sha1(machine.encode()).hexdigest()[:16]}.json"
+    return cache_root() / "autotune" / f"{hashlib.sha1(machine.encode()).hexdigest()[:16]}.json"
 
 
 def machine_description() -> dict[str, str]:

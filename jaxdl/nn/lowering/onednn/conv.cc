@@ -74,7 +74,19 @@ struct Plan {
   bool reorder = false;
   dnnl::reorder to_kernel;    // HWIO -> kernel_desc (forward, backward data) or kernel_desc -> HWIO (weights)
   memory::desc scratch;      // the primitive's scratchpad
+  bool kernel_is_output = false;  // backward weights writes the kernel; the others read it
 };
+
+// The plan for a primitive that wants its kernel in `chosen`: a reorder from the caller's HWIO kernel, or
+// back to it when the kernel is the primitive's output, unless the two layouts are the same.
+Plan MakePlan(dnnl::primitive conv, const memory::desc& chosen, const memory::desc& scratch, const Geometry& g,
+              bool kernel_is_output) {
+  Plan p{conv, chosen, chosen != g.Kernel(), {}, scratch, kernel_is_output};
+  if (p.reorder)
+    p.to_kernel = kernel_is_output ? dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), chosen, Engine(), g.Kernel()))
+                                   : dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), g.Kernel(), Engine(), chosen));
+  return p;
+}
 
 PlanCache<Plan> plans;
 
@@ -86,7 +98,8 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g, dnnl::p
 
 // Runs `plan` with `args`, after moving the kernel between HWIO (`user_kernel`) and the primitive's layout.
 void Run(const Plan& plan, std::unordered_map<int, memory> args, int kernel_arg, void* user_kernel,
-         const memory::desc& user_desc, bool kernel_is_output) {
+         const memory::desc& user_desc) {
+  const bool kernel_is_output = plan.kernel_is_output;
   dnnl::stream stream(Engine());
   memory user(user_desc, Engine(), user_kernel);
   memory chosen = plan.reorder ? memory(plan.kernel_desc, Engine(), Scratch(plan.kernel_desc.get_size(), 1)) : user;
@@ -105,15 +118,11 @@ ffi::Error Forward(ffi::AnyBuffer x, ffi::AnyBuffer kernel, ffi::Result<ffi::Any
   return Guard("conv", [&] {
     auto plan = plans.Get(g.Key('f'), [&] {
       auto pd = ForwardDesc(g, dnnl::prop_kind::forward_inference);
-      Plan p{dnnl::convolution_forward(pd), pd.weights_desc()};
-      p.reorder = pd.weights_desc() != g.Kernel();
-      if (p.reorder) p.to_kernel = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), g.Kernel(), Engine(), pd.weights_desc()));
-      p.scratch = pd.scratchpad_desc();
-      return p;
+      return MakePlan(dnnl::convolution_forward(pd), pd.weights_desc(), pd.scratchpad_desc(), g, false);
     });
     Run(*plan, {{DNNL_ARG_SRC, memory(g.Source(), Engine(), x.untyped_data())},
                 {DNNL_ARG_DST, memory(g.Destination(), Engine(), y->untyped_data())}},
-        DNNL_ARG_WEIGHTS, kernel.untyped_data(), g.Kernel(), false);
+        DNNL_ARG_WEIGHTS, kernel.untyped_data(), g.Kernel());
   });
 }
 
@@ -128,15 +137,11 @@ ffi::Error BackwardData(ffi::AnyBuffer dy, ffi::AnyBuffer kernel, ffi::Result<ff
       dnnl::convolution_backward_data::primitive_desc pd(
           Engine(), dnnl::algorithm::convolution_direct, g.Source(), g.AnyKernel(), g.Destination(), g.Strides(),
           g.Dilation(), g.PadLow(), g.PadHigh(), hint, UserScratchpad());
-      Plan p{dnnl::convolution_backward_data(pd), pd.weights_desc()};
-      p.reorder = pd.weights_desc() != g.Kernel();
-      if (p.reorder) p.to_kernel = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), g.Kernel(), Engine(), pd.weights_desc()));
-      p.scratch = pd.scratchpad_desc();
-      return p;
+      return MakePlan(dnnl::convolution_backward_data(pd), pd.weights_desc(), pd.scratchpad_desc(), g, false);
     });
     Run(*plan, {{DNNL_ARG_DIFF_DST, memory(g.Destination(), Engine(), dy.untyped_data())},
                 {DNNL_ARG_DIFF_SRC, memory(g.Source(), Engine(), dx->untyped_data())}},
-        DNNL_ARG_WEIGHTS, kernel.untyped_data(), g.Kernel(), false);
+        DNNL_ARG_WEIGHTS, kernel.untyped_data(), g.Kernel());
   });
 }
 
@@ -150,15 +155,11 @@ ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi:
       dnnl::convolution_backward_weights::primitive_desc pd(
           Engine(), dnnl::algorithm::convolution_direct, g.Source(), g.AnyKernel(), g.Destination(), g.Strides(),
           g.Dilation(), g.PadLow(), g.PadHigh(), hint, UserScratchpad());
-      Plan p{dnnl::convolution_backward_weights(pd), pd.diff_weights_desc()};
-      p.reorder = pd.diff_weights_desc() != g.Kernel();
-      if (p.reorder) p.to_kernel = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), pd.diff_weights_desc(), Engine(), g.Kernel()));
-      p.scratch = pd.scratchpad_desc();
-      return p;
+      return MakePlan(dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(), pd.scratchpad_desc(), g, true);
     });
     Run(*plan, {{DNNL_ARG_SRC, memory(g.Source(), Engine(), x.untyped_data())},
                 {DNNL_ARG_DIFF_DST, memory(g.Destination(), Engine(), dy.untyped_data())}},
-        DNNL_ARG_DIFF_WEIGHTS, dkernel->untyped_data(), g.Kernel(), true);
+        DNNL_ARG_DIFF_WEIGHTS, dkernel->untyped_data(), g.Kernel());
   });
 }
 

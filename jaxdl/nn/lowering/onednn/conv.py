@@ -206,10 +206,16 @@ _LOWERINGS = {
 }
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _bind_compiled(primitive: Primitive, params: tuple, *args: jax.Array) -> jax.Array:
+    return primitive.bind(*args, **dict(params))
+
+
 def _eager(primitive: Primitive):
-    """Outside `jax.jit` a primitive still runs compiled: one small program per call's shapes, cached by jit."""
+    """Outside `jax.jit` a primitive still runs compiled: one program per primitive, parameters and shapes,
+    cached by `jax.jit` (a new function per call would retrace and recompile every call)."""
     def impl(*args, **params):
-        return jax.jit(lambda *a: primitive.bind(*a, **params))(*args)
+        return _bind_compiled(primitive, tuple(sorted(params.items())), *args)
     return impl
 
 
@@ -280,13 +286,13 @@ batching.primitive_batchers[backward_weights_p] = _backward_weights_batched
 
 
 def supports(x: jax.Array, kernel: jax.Array) -> bool:
-    """Whether oneDNN computes this convolution here: its kernels loaded, and both operands float32 (or both
+    """Whether oneDNN computes this convolution here (`library.may_run`), for both operands float32 (or both
     bfloat16 on a CPU with AVX512_BF16)."""
     if x.dtype != kernel.dtype or x.dtype not in (jnp.float32, jnp.bfloat16):
         return False
     if x.dtype == jnp.bfloat16 and not has_bf16():
         return False
-    return library.available()
+    return library.may_run(x, kernel)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,9 @@ import tempfile
 import threading
 from typing import Iterator
 
+from jaxdl.nn.lowering.settings import current
+from jaxdl.util.cache_root import cache_root
+
 SOURCES = ("conv.cc", "recurrent.cc")
 HEADERS = ("common.h",)
 TARGETS = (
@@ -90,12 +93,6 @@ def find_onednn() -> tuple[pathlib.Path, pathlib.Path, tuple[int, int, int]] | s
     return ("; ".join(rejected) + f" ({hint})") if rejected else f"oneDNN was not found ({hint})"
 
 
-def _cache_root() -> pathlib.Path:
-    base = (pathlib.Path(os.environ["JAXDL_CACHE"]) if os.environ.get("JAXDL_CACHE")
-            else pathlib.Path.home() / ".cache" / "jaxdl")
-    return base / "kernels"
-
-
 @contextlib.contextmanager
 def _file_lock(path: pathlib.Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +109,7 @@ def _compile(compiler: str, include: pathlib.Path, libdir: pathlib.Path) -> path
     import jax
     here = pathlib.Path(__file__).parent
     sources = [here / name for name in SOURCES]
-    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden", "-fopenmp",
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden",
              f"-I{jax.ffi.include_dir()}", f"-I{include}", f"-L{libdir}", "-ldnnl",
              # DT_RPATH (not RUNPATH) so that libdnnl's own dependencies resolve from its directory too.
              f"-Wl,--disable-new-dtags,-rpath,{libdir}"]
@@ -126,7 +123,7 @@ def _compile(compiler: str, include: pathlib.Path, libdir: pathlib.Path) -> path
     for part in [*(s.read_bytes() for s in sources + headers), *(f.encode() for f in flags), jax.__version__.encode(),
                  str(compiler_version).encode(), (include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes()]:
         digest.update(part + b"\0")
-    target = _cache_root() / digest.hexdigest()[:20] / "libjaxdl_onednn.so"
+    target = cache_root() / "kernels" / digest.hexdigest()[:20] / "libjaxdl_onednn.so"
     if target.exists():
         return target
     with _file_lock(target.parent / ".lock"):
@@ -184,6 +181,18 @@ def load() -> ctypes.CDLL | None:
             if isinstance(loaded, str) and "for CPUs" not in loaded:
                 sys.stderr.write(f"jaxdl: oneDNN kernels unavailable, convolutions use XLA's path: {loaded}\n")
         return _STATE["library"]  # type: ignore[return-value]
+
+
+def may_run(*arrays) -> bool:
+    """Whether oneDNN's kernels may compute on ``arrays`` here: the CPU backend, a lowering other than ``"xla"``
+    or ``"patches"``, concrete shapes (a symbolic batch, as `jax.export` traces, takes XLA's portable path),
+    and the kernels loaded (built on the first call that gets this far)."""
+    import jax
+    if jax.default_backend() != "cpu" or current().mode in ("xla", "patches"):
+        return False
+    if not all(isinstance(d, int) for a in arrays for d in a.shape):
+        return False
+    return available()
 
 
 def available() -> bool:

@@ -70,7 +70,5 @@ lstm.defvjp(_lstm_forward, _lstm_backward)
 
 
 def supports(x: jax.Array) -> bool:
-    """Whether oneDNN's LSTM runs this input here: float32, concrete shapes, the kernels loaded."""
-    if x.dtype != jnp.float32 or not all(isinstance(d, int) for d in x.shape):
-        return False
-    return library.available()
+    """Whether oneDNN's LSTM runs this float32 input here (`library.may_run`)."""
+    return x.dtype == jnp.float32 and library.may_run(x)
