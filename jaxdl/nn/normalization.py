@@ -5,6 +5,10 @@ the step inside `synchronized_batch_norm`, so every `batch_norm` layer averages 
 devices (synchronised BatchNorm): the statistics, and so the training, equal the single-device run. Models
 carry no axis argument. Under ``jit`` over a mesh the batch is one global array and XLA computes the same
 statistics without being told.
+
+In training on a CPU where oneDNN's kernels load, `BatchNorm` computes the statistics, the normalisation and
+the backward pass with oneDNN's batch normalisation (`jaxdl.nn.lowering.onednn.batch_norm`): the same values
+(up to float summation order) in one or two passes over the data, where XLA makes several.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import contextvars
 from typing import Iterator
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdl.nn.lowering.onednn import batch_norm as onednn_batch_norm
 
 _AXIS: contextvars.ContextVar[str | None] = contextvars.ContextVar("jaxdl_batch_norm_axis", default=None)
 
@@ -29,8 +37,37 @@ def synchronized_batch_norm(axis_name: str | None) -> Iterator[None]:
         _AXIS.reset(token)
 
 
+class BatchNorm(nn.BatchNorm):
+    """`flax.linen.BatchNorm` (the same fields, parameters ``scale``/``bias`` and statistics ``mean``/``var``,
+    so checkpoints and pretrained weights move between the two) whose training pass runs on oneDNN where it
+    can: float32 inputs and parameters on a CPU with the kernels loaded, features on the last axis, no mask,
+    no cross-device axis and outside initialisation. Everything else is flax's own computation."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None, *, mask: jax.Array | None = None):
+        running = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+        if running or not self._onednn_applies(x, mask):
+            return super().__call__(x, use_running_average, mask=mask)
+        features = (x.shape[-1],)
+        stats_dtype = jnp.float32 if self.force_float32_reductions else self.param_dtype
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, stats_dtype), features)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, stats_dtype), features)
+        scale = self.param("scale", self.scale_init, features, self.param_dtype)
+        bias = self.param("bias", self.bias_init, features, self.param_dtype)
+        y, mean, var = onednn_batch_norm.normalize(x, scale, bias, self.epsilon)
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y
+
+    def _onednn_applies(self, x: jax.Array, mask: jax.Array | None) -> bool:
+        last = self.axis in (-1, x.ndim - 1)
+        plain = self.use_scale and self.use_bias and self.dtype in (None, jnp.float32) and self.axis_name is None
+        return (last and plain and mask is None and self.param_dtype == jnp.float32 and not self.is_initializing()
+                and onednn_batch_norm.supports(x))
+
+
 def batch_norm(train: bool, name: str | None = None, epsilon: float = 1e-5) -> nn.BatchNorm:
     """A BatchNorm layer (momentum 0.9, batch statistics in training, running averages otherwise), averaging its
     statistics over the axis of the innermost `synchronized_batch_norm` block; ``epsilon`` is added to the
     variance (pretrained networks need their own: 1e-3 for TensorFlow-trained ones)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, axis_name=_AXIS.get(), name=name)
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, axis_name=_AXIS.get(), name=name)

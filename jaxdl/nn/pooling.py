@@ -2,7 +2,9 @@
 
 When the window tiles the image exactly (window == stride, no padding: the usual 2x2/2 pool) pooling is a
 reshape and a reduction. On XLA:CPU that is several times faster than the generic ``reduce_window`` path,
-whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are identical.
+whose max-pool gradient lowers to a slow ``select_and_scatter``; the values are identical. On a CPU where
+oneDNN's kernels load (`jaxdl.nn.lowering.onednn`), max pooling of every shape runs on oneDNN instead, forward
+and backward (lowering modes ``"auto"`` and ``"onednn"``; ``"xla"`` and ``"patches"`` keep XLA's path).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdl.nn.lowering.onednn import pooling as onednn_pooling
 from jaxdl.nn.padding import Padding, normalize_padding, pair
 
 
@@ -32,9 +35,19 @@ def _check(x: jax.Array, name: str) -> None:
         raise ValueError(f"{name} expects [batch, height, width, channels], got shape {x.shape}")
 
 
-def _pool(x, window, strides, padding, name, tiled_reduce, generic):
+def _onednn_max_pool(x, window, strides, pad):
+    if not onednn_pooling.supports(x):
+        return None
+    if isinstance(pad, str):
+        pad = jax.lax.padtype_to_pads(x.shape[1:3], window, strides, pad)
+    return onednn_pooling.max_pool(x, window, strides, pad)
+
+
+def _pool(x, window, strides, padding, name, tiled_reduce, generic, kernel=None):
     _check(x, name)
     window, strides, pad = pair(window), pair(strides if strides is not None else window), normalize_padding(padding)
+    if kernel is not None and (pooled := kernel(x, window, strides, pad)) is not None:
+        return pooled
     if _tiles_exactly(window, strides, pad):
         return tiled_reduce(_tiled(x, window), axis=(2, 4))
     return generic(x, window, strides, pad)
@@ -47,7 +60,7 @@ def max_pool(
     padding: Padding = "VALID",
 ) -> jax.Array:
     """Maximum over each ``window`` of ``x: [batch, h, w, c]``, moved by ``strides`` (default: the window)."""
-    return _pool(x, window, strides, padding, "max_pool", jnp.max, nn.max_pool)
+    return _pool(x, window, strides, padding, "max_pool", jnp.max, nn.max_pool, _onednn_max_pool)
 
 
 def avg_pool(

@@ -15,17 +15,14 @@ its own weights) folds into the convolution's groups: ``T`` trials of a ``g``-gr
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
-from jax.interpreters import ad, batching, mlir
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.interpreters import ad, batching
 
-from jaxdl.nn.lowering.onednn import library
+from jaxdl.nn.lowering.onednn import library, partition
 from jaxdl.nn.lowering.onednn.cpu import has_bf16
 
 Pairs = tuple[tuple[int, int], tuple[int, int]]
@@ -133,95 +130,33 @@ def _backward_weights_call(geometry, kernel_hw, x, dy):
     return _custom_call(backward_weights_p.name, shape, x.dtype, geometry, x, dy)
 
 
-# Over a device mesh each call stays on its devices' part of the batch: the images' batch dimension keeps its
-# sharding, everything else is replicated (kernels are), and the kernel gradient, a sum over the batch, is
-# summed across the batch's devices. Without these rules XLA's partitioner would gather the whole batch onto
-# every device around a custom call it knows nothing about.
-def _batch_sharding(mesh, arg_shape):
-    spec = arg_shape.sharding.spec if isinstance(arg_shape.sharding, NamedSharding) else ()
-    return NamedSharding(mesh, PartitionSpec(spec[0] if len(spec) else None))
-
-
-def _partition_batch_local(call):
-    def partition(*static_and_shapes):
-        *static, mesh, arg_shapes, _ = static_and_shapes
-        batch = _batch_sharding(mesh, arg_shapes[0])
-        return mesh, functools.partial(call, *static), batch, (batch, NamedSharding(mesh, PartitionSpec()))
-
-    def infer(*static_and_shapes):
-        *_, mesh, arg_shapes, _ = static_and_shapes
-        return _batch_sharding(mesh, arg_shapes[0])
-    return partition, infer
-
-
 def _partition_weights(geometry, kernel_hw, mesh, arg_shapes, _):
-    batch = _batch_sharding(mesh, arg_shapes[0])
+    """The kernel gradient is a sum over the batch: each device sums its part, then the batch's devices add."""
+    batch = partition.batch_sharding(mesh, arg_shapes[0])
     axes = batch.spec[0]
 
     def local(x, dy):
         dw = _backward_weights_call(geometry, kernel_hw, x, dy)
         return jax.lax.psum(dw, axes) if axes is not None else dw
-    return mesh, local, NamedSharding(mesh, PartitionSpec()), (batch, batch)
+    return mesh, local, partition.replicated(mesh), (batch, batch)
 
 
-def _rule(call, static_argnums, rule: str, **partitioning):
-    """``call`` partitioned by ``partitioning`` under the Shardy ``rule``: every factor but the batch ``n``
-    must stay whole on each device (listed in the order the rule names them, as Shardy requires)."""
-    factors = list(dict.fromkeys(rule.replace(",", " ").replace("->", " ").split()))
-    partitioned = custom_partitioning(call, static_argnums=static_argnums)
-    partitioned.def_partition(**partitioning, sharding_rule=rule,
-                              need_replication_factors=tuple(f for f in factors if f != "n"),
-                              reduction_factors=("n",) if "n" not in rule.split("->")[1] else ())
-    return partitioned
+_forward_partitioned = partition.batch_local(_forward_call, (0,), "n h w c, kh kw i o -> n oh ow o", "br", "b")
+_backward_data_partitioned = partition.batch_local(_backward_data_call, (0, 1), "n oh ow o, kh kw i o -> n h w c",
+                                                   "br", "b")
+_backward_weights_partitioned = partition.rule(_backward_weights_call, (0, 1), "n h w c, n oh ow o -> kh kw i o",
+                                               _partition_weights, lambda *a: partition.replicated(a[-3]))
 
-
-_partition, _infer = _partition_batch_local(_forward_call)
-forward_partitioned = _rule(_forward_call, (0,), "n h w c, kh kw i o -> n oh ow o",
-                            partition=_partition, infer_sharding_from_operands=_infer)
-_partition, _infer = _partition_batch_local(_backward_data_call)
-backward_data_partitioned = _rule(_backward_data_call, (0, 1), "n oh ow o, kh kw i o -> n h w c",
-                                  partition=_partition, infer_sharding_from_operands=_infer)
-backward_weights_partitioned = _rule(_backward_weights_call, (0, 1), "n h w c, n oh ow o -> kh kw i o",
-                                     partition=_partition_weights,
-                                     infer_sharding_from_operands=lambda *a: NamedSharding(a[-3], PartitionSpec()))
-
-# The partitioning rules are applied when a primitive is lowered, so lowering must know the devices, as for
-# custom_partitioning's own primitive (a private registry of jax's; without it a sharded program still runs,
-# gathering the batch).
-try:
-    from jax._src import dispatch as _dispatch
-    _dispatch.prim_requires_devices_during_lowering.update((forward_p, backward_data_p, backward_weights_p))
-    _PARTITIONED = True
-except (ImportError, AttributeError):
-    _PARTITIONED = False
-
-_LOWERINGS = {
-    forward_p: lambda x, kernel, *, geometry: forward_partitioned(geometry, x, kernel),
-    backward_data_p: lambda dy, kernel, *, geometry, image_hw: backward_data_partitioned(geometry, image_hw, dy, kernel),
-    backward_weights_p: lambda x, dy, *, geometry, kernel_hw: backward_weights_partitioned(geometry, kernel_hw, x, dy),
-} if _PARTITIONED else {
-    forward_p: lambda x, kernel, *, geometry: _forward_call(geometry, x, kernel),
-    backward_data_p: lambda dy, kernel, *, geometry, image_hw: _backward_data_call(geometry, image_hw, dy, kernel),
-    backward_weights_p: lambda x, dy, *, geometry, kernel_hw: _backward_weights_call(geometry, kernel_hw, x, dy),
-}
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _bind_compiled(primitive: Primitive, params: tuple, *args: jax.Array) -> jax.Array:
-    return primitive.bind(*args, **dict(params))
-
-
-def _eager(primitive: Primitive):
-    """Outside `jax.jit` a primitive still runs compiled: one program per primitive, parameters and shapes,
-    cached by `jax.jit` (a new function per call would retrace and recompile every call)."""
-    def impl(*args, **params):
-        return _bind_compiled(primitive, tuple(sorted(params.items())), *args)
-    return impl
-
-
-for _p in (forward_p, backward_data_p, backward_weights_p):
-    _p.def_impl(_eager(_p))
-    mlir.register_lowering(_p, mlir.lower_fun(_LOWERINGS[_p], multiple_results=False), platform="cpu")
+partition.register(forward_p, lambda x, kernel, *, geometry: _forward_partitioned(geometry, x, kernel),
+                   lambda x, kernel, *, geometry: _forward_call(geometry, x, kernel))
+partition.register(
+    backward_data_p,
+    lambda dy, kernel, *, geometry, image_hw: _backward_data_partitioned(geometry, image_hw, dy, kernel),
+    lambda dy, kernel, *, geometry, image_hw: _backward_data_call(geometry, image_hw, dy, kernel))
+partition.register(
+    backward_weights_p,
+    lambda x, dy, *, geometry, kernel_hw: _backward_weights_partitioned(geometry, kernel_hw, x, dy),
+    lambda x, dy, *, geometry, kernel_hw: _backward_weights_call(geometry, kernel_hw, x, dy))
 
 
 # vmap. An image-like operand (NHWC) mapped along axis ``d`` folds into the batch or, beside a mapped kernel,

@@ -34,12 +34,16 @@ from typing import Iterator
 from jaxdl.nn.lowering.settings import current
 from jaxdl.util.cache_root import cache_root
 
-SOURCES = ("conv.cc", "recurrent.cc")
+SOURCES = ("batch_norm.cc", "conv.cc", "pooling.cc", "recurrent.cc")
 HEADERS = ("common.h",)
 TARGETS = (
+    "jaxdl_onednn_batch_norm_forward",
+    "jaxdl_onednn_batch_norm_backward",
     "jaxdl_onednn_conv_forward",
     "jaxdl_onednn_conv_backward_data",
     "jaxdl_onednn_conv_backward_weights",
+    "jaxdl_onednn_max_pool_forward",
+    "jaxdl_onednn_max_pool_backward",
     "jaxdl_onednn_lstm_forward",
     "jaxdl_onednn_lstm_backward",
 )
@@ -136,7 +140,8 @@ def _compile(compiler: str, include: pathlib.Path, libdir: pathlib.Path) -> path
             result = subprocess.run([compiler, *map(str, sources), *flags, "-o", str(partial)],
                                     capture_output=True, text=True, timeout=600)
             if result.returncode != 0:
-                return f"compiling the oneDNN kernels failed: {result.stderr.strip()[-2000:]}"
+                errors = [line for line in result.stderr.splitlines() if "error" in line]  # not the warnings
+                return f"compiling the oneDNN kernels failed: {chr(10).join(errors[:10]) or result.stderr.strip()[-2000:]}"
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
