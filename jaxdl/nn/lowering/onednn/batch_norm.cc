@@ -26,9 +26,10 @@ struct Shape {
     std::snprintf(buf, sizeof(buf), "bn%c|%ld,%ld|%.9g", pass, rows, channels, epsilon);
     return buf;
   }
-  // [rows, channels] as oneDNN's channels-last image of rows x 1 x 1 pixels.
+  // [rows, channels] as one channels-last image of rows x 1 pixels: oneDNN's kernels split such an image's
+  // pixels among threads, where rows of 1 x 1 images ran 2.5x slower (measured at 131072 x 16).
   memory::desc Data() const {
-    return memory::desc({rows, channels, 1, 1}, memory::data_type::f32, memory::format_tag::nhwc);
+    return memory::desc({1, channels, rows, 1}, memory::data_type::f32, memory::format_tag::nhwc);
   }
   memory::desc Channels() const { return memory::desc({channels}, memory::data_type::f32, memory::format_tag::a); }
 };
