@@ -31,6 +31,9 @@ _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+?(?:\{[^}]*\})?) ([\w-]+)
 _COMPUTATION = re.compile(r"^%(\S+) .*\{\s*$")
 _CALLS = re.compile(r"calls=%([\w.-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
+_TARGET = re.compile(r'custom_call_target="([^"]*)"')
+ONEDNN_KINDS = {"conv": "oneDNN convolution", "max_pool": "oneDNN pooling", "batch_norm": "oneDNN batch norm",
+                "lstm": "oneDNN LSTM"}  # jaxdl's custom calls by a word of their target's name
 KINDS = [  # the first that a fused computation contains names it
     ("convolution", {"convolution"}), ("matmul", {"dot", "custom-call"}), ("reduction", {"reduce", "reduce-window"}),
     ("scatter/gather", {"scatter", "gather", "select-and-scatter"}), ("concatenate", {"concatenate"}),
@@ -50,6 +53,7 @@ def parse_hlo(text: str) -> dict[str, dict[str, str]]:
     by the operations inside them (and named after the JAX operation of their heaviest member)."""
     computations: dict[str, list[tuple[str, str, str, str, str]]] = collections.defaultdict(list)
     current = None
+    line_of: dict[str, str] = {}
     for line in text.splitlines():
         header = _COMPUTATION.match(line)
         if header:
@@ -58,6 +62,7 @@ def parse_hlo(text: str) -> dict[str, dict[str, str]]:
         match = _INSTRUCTION.match(line)
         if match and current is not None:
             name, shape, opcode = match.groups()
+            line_of[name] = line
             calls = _CALLS.search(line)
             op_name = _OP_NAME.search(line)
             computations[current].append((name, shape, opcode, calls.group(1) if calls else "", op_name.group(1) if op_name else ""))
@@ -69,6 +74,8 @@ def parse_hlo(text: str) -> dict[str, dict[str, str]]:
                 kind = _kind({m[2] for m in inner})
                 heavy = [m[4] for m in inner if m[4] and _kind({m[2]}) == kind] or [m[4] for m in inner if m[4]]
                 op_name = heavy[0] if heavy else op_name
+            elif opcode == "custom-call" and (target := _TARGET.search(line_of[name])) and "jaxdl_onednn" in target.group(1):
+                kind = next(k for word, k in ONEDNN_KINDS.items() if word in target.group(1))
             else:
                 kind = _kind({opcode})
             instructions[name] = {"kind": kind, "shape": shape.split("{")[0], "op_name": op_name}

@@ -36,7 +36,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         validation_data: Any = None, validation_split: float = 0.0, metrics: Sequence[str | Callable] | None = None,
         from_logits: bool = True, seed: int = 0, workdir: str | pathlib.Path | None = None, strategy: str = "jit",
         early_stopping: EarlyStopping | None = None, hooks: Sequence[Any] = (), progress: bool = True,
-        initial_variables: Any = None, freeze: Freeze | None = None, profile: str | None = None) -> Run:
+        initial_variables: Any = None, freeze: Freeze | None = None, profile: str | None = None,
+        step_norms: bool = True) -> Run:
     """Train ``model`` on ``data`` and return the `Run` (its ``state``, Keras-style ``history``, ``predict``).
 
     ``model``: a Flax Linen module, whatever its training flag (``train``, ``training``, ``deterministic``, ...
@@ -55,6 +56,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     with a new optimizer state; ``freeze`` (a `Freeze`) trains only part of a ``backbone`` submodule, the rest
     at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged. ``profile="START:STOP"``
     writes a `jax.profiler` trace of those optimizer steps to ``workdir/profile`` (``./profile`` without one).
+    ``step_norms=False`` leaves the gradient, update and parameter norms out of the logs (and their cost out of
+    each step).
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
     splits = registered_splits(data)
@@ -101,7 +104,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     if profile:
         hooks = [*hooks, ProfileSteps(pathlib.Path(workdir or ".") / "profile", *parse_steps(profile))]
     parallel = make_parallel(strategy)
-    train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name)
+    train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name,
+                                 norms=step_norms)
     eval_step = make_eval_step(module, objective.loss, objective.metrics, axis_name=parallel.axis_name)
     result = fit_loop(state, train_step=parallel.compile_train_step(train_step),
                       eval_step=parallel.compile_eval_step(eval_step), train_data=train, batch_size=batch_size,

@@ -132,7 +132,8 @@ class Task:
         loss_fn, metrics_fn = self.loss(), self.metrics()
         precision = {"axis_name": axis_name, "precision": config.train.precision}
         train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss), augment,
-                                     accumulation_steps=config.train.accumulation_steps, ema_decay=ema_decay, **precision)
+                                     accumulation_steps=config.train.accumulation_steps, ema_decay=ema_decay,
+                                     norms=config.train.step_norms, **precision)
         eval_step = make_eval_step(model, loss_fn, metrics_fn, **precision)
         views_step = None if test_time is None else make_eval_step(model, loss_fn, metrics_fn, test_time=test_time, **precision)
         return train_step, eval_step, views_step

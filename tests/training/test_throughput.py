@@ -105,6 +105,17 @@ def test_fit_logs_throughput_norms_and_utilisation_to_metrics_jsonl(tmp_path):
         assert record["grad_norm"] > 0 and record["update_norm"] > 0 and record["param_norm"] > 0
 
 
+def test_step_norms_off_leaves_the_norms_out_of_the_logs_and_the_rest_in():
+    records = [Records(), Records()]
+    for hook, norms in zip(records, (True, False)):
+        jaxdl.fit(nn.Dense(2), _data(), loss="softmax_cross_entropy", epochs=1, batch_size=32, progress=False,
+                  hooks=[Throughput(Clock(0.5), rate=lambda device: 1e9), hook], step_norms=norms)
+    with_norms, without = records[0].records[-1], records[1].records[-1]
+    assert {"grad_norm", "update_norm", "param_norm"} <= set(with_norms)
+    assert set(without) == set(with_norms) - {"grad_norm", "update_norm", "param_norm"}
+    assert without["loss"] == with_norms["loss"]
+
+
 def test_matmul_rate_is_measured_once_and_then_read_from_the_cache(monkeypatch):
     device = jax.local_devices()[0]
     first = matmul_rate(device, size=64)

@@ -184,7 +184,7 @@ def load() -> ctypes.CDLL | None:
             _STATE["library"] = loaded if not isinstance(loaded, str) else None
             _STATE["reason"] = loaded if isinstance(loaded, str) else ""
             if isinstance(loaded, str) and "for CPUs" not in loaded:
-                sys.stderr.write(f"jaxdl: oneDNN kernels unavailable, convolutions use XLA's path: {loaded}\n")
+                sys.stderr.write(f"jaxdl: oneDNN kernels unavailable, XLA computes convolutions, pooling, BatchNorm and LSTMs: {loaded}\n")
         return _STATE["library"]  # type: ignore[return-value]
 
 
