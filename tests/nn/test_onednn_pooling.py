@@ -76,7 +76,9 @@ def test_vmapped_pooling_folds_into_the_batch_and_equals_each_element_alone(g):
     args = (g["window"], g["strides"], g["padding"])
     loss = lambda x: jnp.sum(jnp.sin(onednn_pooling.max_pool(x, *args)))  # noqa: E731
     values, grads = jax.vmap(jax.value_and_grad(loss), in_axes=1)(xs)
+    pooled = jax.vmap(lambda x: onednn_pooling.max_pool(x, *args), in_axes=1)(xs)  # inference: no workspace
     for t in range(3):
+        np.testing.assert_array_equal(np.asarray(pooled[t]), np.asarray(onednn_pooling.max_pool(xs[:, t], *args)))
         value, grad = jax.value_and_grad(loss)(xs[:, t])
         np.testing.assert_allclose(values[t], value, rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(grads[t]), np.asarray(grad))

@@ -112,14 +112,15 @@ def _forward_batched(args, dims, *, window, training):
     (x,), (dim,) = args, dims
     t = x.shape[dim]
     outputs = forward_p.bind(_folded(x, dim, t), window=window, training=training)
-    return [o.reshape(t, -1, *o.shape[1:]) for o in outputs], [0, 0]
+    # Explicit sizes: inference's workspace has no bytes, so -1 could not be inferred from it.
+    return [o.reshape(t, o.shape[0] // t, *o.shape[1:]) for o in outputs], [0, 0]
 
 
 def _backward_batched(args, dims, *, window):
     (dy, workspace), (ddy, dws) = args, dims
     t = dy.shape[ddy] if ddy is not None else workspace.shape[dws]
     dx = backward_p.bind(_folded(dy, ddy, t), _folded(workspace, dws, t), window=window)
-    return dx.reshape(t, -1, *dx.shape[1:]), 0
+    return dx.reshape(t, dx.shape[0] // t, *dx.shape[1:]), 0
 
 
 batching.primitive_batchers[forward_p] = _forward_batched
