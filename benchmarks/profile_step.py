@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from benchmarks.workloads import WORKLOADS, jaxdl_step
 
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\S+?(?:\{[^}]*\})?) ([\w-]+)\(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(\S+) = (\([^)]*\)|\S+?(?:\{[^}]*\})?) ([\w-]+)\(")  # tuples too
 _COMPUTATION = re.compile(r"^%(\S+) .*\{\s*$")
 _CALLS = re.compile(r"calls=%([\w.-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')

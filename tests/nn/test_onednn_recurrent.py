@@ -28,12 +28,13 @@ def value_and_grads(model, variables, x, lengths, carry):
 
 @needs_onednn
 @given(batch=st.integers(1, 4), time=st.integers(1, 8), features=st.integers(1, 5), hidden=st.integers(1, 6),
-       reverse=st.booleans(), given_carry=st.booleans(), seed=st.integers(0, 2**16))
+       reverse=st.booleans(), given_carry=st.booleans(), padded=st.booleans(), seed=st.integers(0, 2**16))
 def test_lstm_layer_equals_the_scanned_cell_with_padding_directions_and_carries(batch, time, features, hidden,
-                                                                                reverse, given_carry, seed):
+                                                                                reverse, given_carry, padded, seed):
+    """With lengths (padding, lengths of 0 included) and without (every sequence runs every step)."""
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch, time, features)), jnp.float32)
-    lengths = jnp.asarray(rng.integers(0, time + 1, batch), jnp.int32)
+    lengths = jnp.asarray(rng.integers(0, time + 1, batch), jnp.int32) if padded else None
     model = RNN(make_cell("lstm", hidden), reverse=reverse)
     variables = model.init(jax.random.PRNGKey(seed), x, lengths)
     carry = tuple(jnp.asarray(rng.standard_normal((batch, hidden)), jnp.float32) for _ in range(2)) if given_carry \
