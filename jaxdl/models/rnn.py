@@ -108,7 +108,8 @@ class _RecurrentBody(nn.Module):
         else:
             inputs = series_features(as_series(x), self.frame_stride, self.differences, self.difference_scale)
             valid = jnp.ones(inputs.shape[:2], bool)
-        lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
+        # Unpadded series run every step: no lengths, so the recurrent layers need no padding machinery.
+        lengths = None if self.vocab_size is None and not isinstance(x, dict) else jnp.sum(valid, axis=1, dtype=jnp.int32)
         carries, outputs = StackedRNN(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                       self.dropout_rate, name="rnn")(inputs, lengths, train=train)
         return outputs, valid, carries[-1]
