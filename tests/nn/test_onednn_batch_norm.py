@@ -46,6 +46,7 @@ def close(a, b, tolerance=2e-5):
 
 
 @needs_onednn
+@settings(max_examples=6)  # each example compiles three programs
 @given(shapes)
 def test_outputs_statistics_and_every_gradient_equal_the_reference(case):
     """Cotangents on the output and on both statistics: the statistics' own gradients are part of the VJP."""
@@ -62,7 +63,7 @@ def test_outputs_statistics_and_every_gradient_equal_the_reference(case):
 
 
 @needs_onednn
-@settings(max_examples=5)
+@settings(max_examples=3)  # each example compiles a program per trial
 @given(shapes, st.integers(1, 3))
 def test_vmapped_trials_have_statistics_of_their_own(case, trials):
     lead, channels, seed, epsilon = case
