@@ -13,7 +13,7 @@
 using dnnl::memory;
 using namespace jaxdl_onednn;
 
-namespace {
+namespace batch_norm_kernels {
 
 const auto kFlags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
 
@@ -108,15 +108,15 @@ ffi::Error Backward(ffi::AnyBuffer x, ffi::AnyBuffer scale, ffi::AnyBuffer mean,
   });
 }
 
-}  // namespace
+}  // namespace batch_norm_kernels
 
 #pragma GCC visibility push(default)
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_batch_norm_forward, Forward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_batch_norm_forward, batch_norm_kernels::Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>()
                                   .Attr<float>("epsilon"));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_batch_norm_backward, Backward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_batch_norm_backward, batch_norm_kernels::Backward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()

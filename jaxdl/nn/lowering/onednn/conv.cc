@@ -13,7 +13,7 @@
 using dnnl::memory;
 using namespace jaxdl_onednn;
 
-namespace {
+namespace conv_kernels {
 
 // What identifies one convolution: shapes, window, groups and dtype.
 struct Geometry {
@@ -163,7 +163,7 @@ ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi:
   });
 }
 
-}  // namespace
+}  // namespace conv_kernels
 
 #define JAXDL_CONV_BINDING                                                                            \
   ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>().Attr<ffi::Span<const int64_t>>( \
@@ -171,7 +171,7 @@ ffi::Error BackwardWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi:
 
 // Only the handlers are exported (the library is compiled with hidden visibility).
 #pragma GCC visibility push(default)
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_forward, Forward, JAXDL_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_backward_data, BackwardData, JAXDL_CONV_BINDING);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_backward_weights, BackwardWeights, JAXDL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_forward, conv_kernels::Forward, JAXDL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_backward_data, conv_kernels::BackwardData, JAXDL_CONV_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_conv_backward_weights, conv_kernels::BackwardWeights, JAXDL_CONV_BINDING);
 #pragma GCC visibility pop

@@ -34,8 +34,8 @@ from typing import Iterator
 from jaxdl.nn.lowering.settings import current
 from jaxdl.util.cache_root import cache_root
 
-SOURCES = ("batch_norm.cc", "conv.cc", "pooling.cc", "recurrent.cc")
-HEADERS = ("common.h",)
+SOURCES = ("kernels.cc",)  # includes the four files below: one compilation parses the headers once
+HEADERS = ("common.h", "batch_norm.cc", "conv.cc", "pooling.cc", "recurrent.cc")
 TARGETS = (
     "jaxdl_onednn_batch_norm_forward",
     "jaxdl_onednn_batch_norm_backward",

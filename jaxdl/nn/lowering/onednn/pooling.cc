@@ -14,7 +14,7 @@
 using dnnl::memory;
 using namespace jaxdl_onednn;
 
-namespace {
+namespace pooling_kernels {
 
 struct Window {
   int64_t n, h, w, c, oh, ow;
@@ -113,17 +113,17 @@ ffi::Error Backward(ffi::AnyBuffer dy, ffi::AnyBuffer workspace, ffi::Result<ffi
   });
 }
 
-}  // namespace
+}  // namespace pooling_kernels
 
 #pragma GCC visibility push(default)
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_max_pool_forward, Forward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_max_pool_forward, pooling_kernels::Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<ffi::Span<const int64_t>>("window")
                                   .Attr<int64_t>("training"));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_max_pool_backward, Backward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_max_pool_backward, pooling_kernels::Backward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
@@ -134,6 +134,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_max_pool_backward, Backward,
 // one byte for windows of fewer than 256 elements, four otherwise); -1 where oneDNN has no such pooling.
 extern "C" int64_t jaxdl_onednn_max_pool_workspace_bytes(int64_t h, int64_t w, int64_t c, int64_t oh, int64_t ow,
                                                          const int64_t* window) {
+  using namespace pooling_kernels;
   try {
     Window g{1, h, w, c, oh, ow, window[0], window[1], window[2], window[3], window[4], window[5], window[6], window[7]};
     return static_cast<int64_t>(ForwardDesc(g, dnnl::prop_kind::forward_training).workspace_desc().get_size());

@@ -16,7 +16,7 @@
 using dnnl::memory;
 using namespace jaxdl_onednn;
 
-namespace {
+namespace recurrent_kernels {
 
 using dt = memory::data_type;
 using tag = memory::format_tag;
@@ -183,12 +183,13 @@ ffi::Error Backward(ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi:
   });
 }
 
-}  // namespace
+}  // namespace recurrent_kernels
 
 #pragma GCC visibility push(default)
 // The workspace a training forward pass leaves for the backward pass, in bytes (asked before tracing, since
 // the custom call's outputs must have static shapes).
 extern "C" int64_t jaxdl_onednn_lstm_workspace_bytes(int64_t n, int64_t t, int64_t c, int64_t h) {
+  using namespace recurrent_kernels;
   try {
     return static_cast<int64_t>(ForwardDesc(Shape{n, t, c, h}, dnnl::prop_kind::forward_training)
                                     .workspace_desc().get_size());
@@ -197,14 +198,14 @@ extern "C" int64_t jaxdl_onednn_lstm_workspace_bytes(int64_t n, int64_t t, int64
   }
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_lstm_forward, Forward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_lstm_forward, recurrent_kernels::Forward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<int64_t>("training"));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_lstm_backward, Backward,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxdl_onednn_lstm_backward, recurrent_kernels::Backward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>()
