@@ -96,6 +96,7 @@ class _RecurrentBody(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, Any]:
         if self.vocab_size is not None:
             inputs, valid = embed_tokens(x, self.vocab_size, self.embed_dim, self.pad_id)
+            lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
             if self.dropout_rate:
                 inputs = Dropout(self.dropout_rate, deterministic=not train)(inputs)
         elif isinstance(x, dict):  # real-valued series of different lengths, padded at the end
@@ -105,11 +106,11 @@ class _RecurrentBody(nn.Module):
                 raise ValueError("series lengths apply to the steps as given: use frame_stride=1 and differences=False")
             inputs = as_series(x["values"])
             valid = jnp.arange(inputs.shape[1])[None, :] < x["lengths"][:, None]
+            lengths = jnp.sum(valid, axis=1, dtype=jnp.int32)
         else:
             inputs = series_features(as_series(x), self.frame_stride, self.differences, self.difference_scale)
             valid = jnp.ones(inputs.shape[:2], bool)
-        # Unpadded series run every step: no lengths, so the recurrent layers need no padding machinery.
-        lengths = None if self.vocab_size is None and not isinstance(x, dict) else jnp.sum(valid, axis=1, dtype=jnp.int32)
+            lengths = None  # unpadded series run every step: the recurrent layers need no padding machinery
         carries, outputs = StackedRNN(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                       self.dropout_rate, name="rnn")(inputs, lengths, train=train)
         return outputs, valid, carries[-1]

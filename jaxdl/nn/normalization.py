@@ -49,9 +49,9 @@ class BatchNorm(nn.BatchNorm):
         if running or not self._onednn_applies(x, mask):
             return super().__call__(x, use_running_average, mask=mask)
         features = (x.shape[-1],)
-        stats_dtype = jnp.float32 if self.force_float32_reductions else self.param_dtype
-        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, stats_dtype), features)
-        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, stats_dtype), features)
+        # float32 statistics, as flax keeps them for float32 parameters (the only ones this path takes)
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
         scale = self.param("scale", self.scale_init, features, self.param_dtype)
         bias = self.param("bias", self.bias_init, features, self.param_dtype)
         y, mean, var = onednn_batch_norm.normalize(x, scale, bias, self.epsilon)

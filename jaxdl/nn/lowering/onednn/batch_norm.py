@@ -96,7 +96,7 @@ partition.register(
 
 # vmap: the mapped axis joins the channels, so that each mapped element has statistics of its own.
 def _into_channels(value, dim, size, rows_axis: bool):
-    value = jnp.broadcast_to(value, (size, *value.shape)) if dim is None else jnp.moveaxis(value, dim, 0)
+    value = partition.to_front(value, dim, size)
     return value.transpose(1, 0, 2).reshape(value.shape[1], -1) if rows_axis else value.reshape(-1)
 
 

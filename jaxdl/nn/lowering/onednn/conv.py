@@ -161,10 +161,6 @@ partition.register(
 
 # vmap. An image-like operand (NHWC) mapped along axis ``d`` folds into the batch or, beside a mapped kernel,
 # into the channels; a mapped kernel (HWIO) folds into the output channels of a grouped convolution.
-def _to_front(value, dim, size):
-    return jnp.broadcast_to(value, (size, *value.shape)) if dim is None else jnp.moveaxis(value, dim, 0)
-
-
 def _trials_into_last(stacked):
     """``[t, a, b, c, d] -> [a, b, c, t*d]``: trials side by side on the last axis (an image's channels, a
     kernel's outputs), trial-major, as a ``t``-fold grouped convolution reads them."""
@@ -190,7 +186,7 @@ def _forward_batched(args, dims, *, geometry):
         y = forward(folded, kernel, geometry)
         return y.reshape(t, -1, *y.shape[1:]), 0
     t = kernel.shape[dk]
-    y = forward(_trials_into_last(_to_front(x, dx, t)), _trials_into_last(_to_front(kernel, dk, t)),
+    y = forward(_trials_into_last(partition.to_front(x, dx, t)), _trials_into_last(partition.to_front(kernel, dk, t)),
                 geometry.grouped(t))
     return _last_into_trials(y, t), 0
 
@@ -202,7 +198,7 @@ def _backward_data_batched(args, dims, *, geometry, image_hw):
         dx = backward_data(folded, kernel, geometry, image_hw)
         return dx.reshape(t, -1, *dx.shape[1:]), 0
     t = kernel.shape[dk]
-    dx = backward_data(_trials_into_last(_to_front(dy, ddy, t)), _trials_into_last(_to_front(kernel, dk, t)),
+    dx = backward_data(_trials_into_last(partition.to_front(dy, ddy, t)), _trials_into_last(partition.to_front(kernel, dk, t)),
                        geometry.grouped(t), image_hw)
     return _last_into_trials(dx, t), 0
 
@@ -210,7 +206,7 @@ def _backward_data_batched(args, dims, *, geometry, image_hw):
 def _backward_weights_batched(args, dims, *, geometry, kernel_hw):
     (x, dy), (dx, ddy) = args, dims
     t = x.shape[dx] if dx is not None else dy.shape[ddy]
-    dw = backward_weights(_trials_into_last(_to_front(x, dx, t)), _trials_into_last(_to_front(dy, ddy, t)),
+    dw = backward_weights(_trials_into_last(partition.to_front(x, dx, t)), _trials_into_last(partition.to_front(dy, ddy, t)),
                           geometry.grouped(t), kernel_hw)
     return _last_into_trials(dw, t), 0
 

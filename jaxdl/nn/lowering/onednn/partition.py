@@ -4,7 +4,7 @@ Over a device mesh each custom call stays on its devices' part of the batch: ope
 images keep the batch dimension's sharding, everything else (kernels, say) is replicated, and a result summed
 over the batch (a kernel's gradient) is summed across the batch's devices by the caller's local function.
 Without these rules XLA's partitioner would gather the whole batch onto every device around a custom call it
-knows nothing about. The rules are `custom_partitioning` rules applied when a primitive is lowered, so the
+knows nothing about (and `to_front` lines up a vmapped primitive's operands). The rules are `custom_partitioning` rules applied when a primitive is lowered, so the
 primitive must be known to need devices during lowering (a private registry of jax's, as for
 custom_partitioning's own primitive); where that registry is missing a sharded program still runs, gathered.
 """
@@ -15,6 +15,7 @@ import functools
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
 from jax.interpreters import mlir
@@ -74,6 +75,12 @@ def batch_local(call: Callable, static_argnums: Sequence[int], sharding_rule: st
         *_, mesh, arg_shapes, _ = static_and_shapes
         return result_shardings(mesh, arg_shapes)
     return rule(call, static_argnums, sharding_rule, partition, infer)
+
+
+def to_front(value: jax.Array, dim: int | None, size: int) -> jax.Array:
+    """An operand of a batching rule with its mapped axis ``dim`` first (moved there, or of ``size`` copies
+    where the operand is not mapped): how every oneDNN primitive's vmap rule lines its operands up."""
+    return jnp.broadcast_to(value, (size, *value.shape)) if dim is None else jnp.moveaxis(value, dim, 0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -104,7 +104,7 @@ partition.register(backward_p, lambda dy, workspace, *, window: _backward_partit
 
 # vmap: every mapped axis folds into the batch (each image pools alone), and unfolds after.
 def _folded(value, dim, size):
-    value = jnp.broadcast_to(value, (size, *value.shape)) if dim is None else jnp.moveaxis(value, dim, 0)
+    value = partition.to_front(value, dim, size)
     return value.reshape(-1, *value.shape[2:])
 
 
