@@ -22,7 +22,7 @@ from jaxdl.training.early_stopping import EarlyStopping
 from jaxdl.training.hooks.profile import ProfileSteps, parse_steps
 from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
-from jaxdl.training.state import create_train_state, input_spec_of, train_state_from
+from jaxdl.training.state import abstract_variables, create_train_state, initialise_missing, input_spec_of, train_state_from
 from jaxdl.training.step import make_eval_step, make_train_step
 from jaxdl.transfer.backbone import frozen_model
 from jaxdl.transfer.freeze import Freeze
@@ -92,11 +92,12 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         tx = frozen_optimizer(make_tx, learning_rate, freeze, params)
     else:
         tx = make_tx(learning_rate)
-    state = create_train_state(module, tx, sample, seed)
     restored: dict[str, Any] = {}
-    if initial_variables is not None:
-        variables, restored = starting_variables(state.variables(), initial_variables)
-        state = train_state_from(variables, tx, seed)
+    if initial_variables is None:
+        state = create_train_state(module, tx, sample, seed)
+    else:  # only what the given variables leave out is initialised
+        variables, restored = starting_variables(abstract_variables(module, sample), initial_variables)
+        state = train_state_from(initialise_missing(module, sample, seed, variables), tx, seed)
     probe = map_inputs(lambda a: a[:PROBE_EXAMPLES], train.x)
     outputs = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(state.variables(), probe))
     objective = make_objective(loss, metrics, from_logits, outputs.shape[-1] if outputs.ndim > 1 else None)

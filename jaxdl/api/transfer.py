@@ -36,7 +36,8 @@ def backbone(source: str | pathlib.Path, cache_dir: str | None = None) -> Backbo
 
 
 def starting_variables(reference: dict[str, Any], initial: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The variables a fit starts from, shaped like ``reference`` (the model's initialised variables), and
+    """The variables a fit starts from, shaped like ``reference`` (the model's variables, as arrays or as
+    `jax.ShapeDtypeStruct` leaves: those that stay abstract are the ones to initialise), and
     what was restored. ``initial``: a `Backbone` (into the ``backbone`` subtree; its head where it fits), a
     `jaxdl.Run` or a `TrainState` (all its variables), or a dict of variables, whole or partial (e.g.
     ``{"params": {"encoder": ...}}``): every given array must land on a variable of the same path and shape."""

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -18,8 +17,7 @@ from jaxdl.data.datasets import DatasetSplits
 from jaxdl.data.pipeline import ArrayDataset
 from jaxdl.models import DenseHead
 from jaxdl.training.optimizers import make_optimizer
-from jaxdl.training.state import TrainState, create_train_state
-from jaxdl.training.weight_average import copy_params
+from jaxdl.training.state import TrainState, abstract_variables, create_train_state, initialise_missing, train_state_from
 from jaxdl.transfer.backbone import build_transfer_model, frozen_model, load_backbone, restore_backbone, restore_head
 from jaxdl.transfer.features import extract_features
 from jaxdl.transfer.freeze import BACKBONE, LABELS, Freeze, check_mode, parameter_labels, transfer_optimizer
@@ -58,15 +56,15 @@ def transfer_setup(config: ml_collections.ConfigDict, data: DatasetSplits, model
 
     tx = transfer_optimizer(make_tx, config.optimizer.learning_rate, transfer.backbone_lr_scale, labels)
     schedule = schedules[config.optimizer.learning_rate]
-    state = create_train_state(model, tx, sample, config.seed, config.train.precision, average)
     dropped: list[str] = []
     head_restored = False
-    if mode != "scratch":
-        variables, dropped = restore_backbone(state.variables(), backbone.variables)
+    if mode == "scratch":
+        state = create_train_state(model, tx, sample, config.seed, config.train.precision, average)
+    else:  # the backbone's weights are given: only the rest is initialised
+        variables, dropped = restore_backbone(abstract_variables(model, sample), backbone.variables)
         variables, head_restored = restore_head(variables, backbone.head_variables)
-        params = jax.tree.map(jnp.asarray, variables["params"])
-        state = state.replace(params=params, batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
-                              opt_state=tx.init(params), average=copy_params(params) if average else None)
+        state = train_state_from(initialise_missing(model, sample, config.seed, variables), tx, config.seed,
+                                 config.train.precision, average)
     sizes = {label: 0 for label in LABELS}
     for label, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(state.params)):
         sizes[label] += int(np.size(leaf))

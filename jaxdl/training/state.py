@@ -112,10 +112,44 @@ def init_variables(model: nn.Module, rngs: dict[str, jax.Array], sample_x: Any, 
     return _compile_once(lambda x: model.init(rngs, x, **kwargs), sample_x)
 
 
+def _initial_variables(model: nn.Module, sample_x: Any, root: jax.Array) -> PyTree:
+    """What ``model.init`` gives for the run key ``root``: the parameter and dropout keys split from it."""
+    params_key, dropout_key, _ = jax.random.split(root, 3)
+    return model.init({"params": params_key, "dropout": dropout_key}, sample_x, train=False)
+
+
+def _kept(variables: PyTree) -> dict[str, PyTree]:
+    return {c: variables[c] for c in ("params", "batch_stats") if c in variables and variables[c]}
+
+
+def abstract_variables(model: nn.Module, sample_x: Any) -> dict[str, PyTree]:
+    """The shapes and dtypes (`jax.ShapeDtypeStruct` leaves) of the variables `create_train_state` gives
+    ``model``, ``{"params"[, "batch_stats"]}``, computed without running (or compiling) the initialisers."""
+    return _kept(jax.eval_shape(lambda x: _initial_variables(model, x, jax.random.PRNGKey(0)), sample_x))
+
+
+def initialise_missing(model: nn.Module, sample_x: Any, seed: int, variables: dict[str, PyTree]) -> dict[str, PyTree]:
+    """``variables`` (shaped as `abstract_variables`) with every `jax.ShapeDtypeStruct` leaf replaced by the
+    value `create_train_state` gives it for ``seed``, and every other leaf kept: how a run starting from given
+    weights (a pretrained backbone, an earlier stage) initialises the rest. The initialisers run as one
+    program that returns only the missing leaves, so XLA drops the others' random-number code: a backbone of
+    millions of given weights costs nothing to initialise, and nothing is compiled when nothing is missing."""
+    leaves, tree = jax.tree.flatten(variables)
+    missing = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if missing:
+        def only_missing(x, root):
+            initialised = jax.tree.leaves(_kept(_initial_variables(model, x, root)))
+            return [initialised[i] for i in missing]
+        values = _compile_once(only_missing, sample_x, jax.random.PRNGKey(seed))
+        for i, value in zip(missing, values):
+            leaves[i] = value
+    return jax.tree.unflatten(tree, leaves)
+
+
 def _state_from_key(model: nn.Module, tx: optax.GradientTransformation, sample_x: Any, root: jax.Array,
                     precision: str, average: bool) -> TrainState:
-    params_key, dropout_key, step_key = jax.random.split(root, 3)
-    variables = model.init({"params": params_key, "dropout": dropout_key}, sample_x, train=False)
+    step_key = jax.random.split(root, 3)[2]
+    variables = _initial_variables(model, sample_x, root)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
