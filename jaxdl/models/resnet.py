@@ -55,10 +55,9 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         y = Conv2D(self.features, 3, self.strides, use_bias=False)(x)
-        y = nn.relu(batch_norm(train)(y))
+        y = batch_norm(train, relu=True)(y)
         y = Conv2D(self.features, 3, use_bias=False)(y)
-        y = batch_norm(train)(y)
-        return nn.relu(y + _Shortcut(self.features, self.strides, self.shortcut)(x, train=train))
+        return batch_norm(train, relu=True)(y, residual=_Shortcut(self.features, self.strides, self.shortcut)(x, train=train))
 
 
 class BottleneckBlock(nn.Module):
@@ -72,13 +71,12 @@ class BottleneckBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         y = Conv2D(self.features, 1, use_bias=False)(x)
-        y = nn.relu(batch_norm(train)(y))
+        y = batch_norm(train, relu=True)(y)
         y = Conv2D(self.features, 3, self.strides, use_bias=False)(y)
-        y = nn.relu(batch_norm(train)(y))
+        y = batch_norm(train, relu=True)(y)
         y = Conv2D(self.features * self.expansion, 1, use_bias=False)(y)
-        y = batch_norm(train)(y)
         shortcut = _Shortcut(self.features * self.expansion, self.strides, self.shortcut)
-        return nn.relu(y + shortcut(x, train=train))
+        return batch_norm(train, relu=True)(y, residual=shortcut(x, train=train))
 
 
 class ResNet(nn.Module):
@@ -115,10 +113,10 @@ class ResNet(nn.Module):
         self._check(x)
         if self.stem == "cifar":
             x = Conv2D(self.widths[0], 3, use_bias=False)(x)
-            x = nn.relu(batch_norm(train)(x))
+            x = batch_norm(train, relu=True)(x)
         else:
             x = Conv2D(64, 7, 2, use_bias=False)(x)
-            x = nn.relu(batch_norm(train)(x))
+            x = batch_norm(train, relu=True)(x)
             x = get_pool("max")(x, 3, 2, "SAME")
         block = BasicBlock if self.block == "basic" else BottleneckBlock
         for stage, (count, width) in enumerate(zip(self.stage_sizes, self.widths)):

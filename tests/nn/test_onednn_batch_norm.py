@@ -1,6 +1,8 @@
 """oneDNN's batch normalisation (jaxdl.nn.lowering.onednn.batch_norm) against a NumPy-style reference and
-flax's BatchNorm: values, statistics and every gradient for random shapes, under jit, vmap and a device mesh."""
+flax's BatchNorm: values, statistics and every gradient for random shapes, alone, with the fused ReLU and with
+the residual added before it, under jit, vmap and a device mesh."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -19,14 +21,16 @@ from jaxdl.nn.normalization import BatchNorm, batch_norm, synchronized_batch_nor
 needs_onednn = pytest.mark.skipif(not library.available(), reason=f"oneDNN unavailable: {library.unavailable_reason()}")
 
 
-def reference(x, scale, shift, epsilon):
-    """Batch statistics over every axis but the last (two-pass variance), then the affine normalisation."""
+def reference(x, scale, shift, epsilon, relu=False, residual=None):
+    """Batch statistics over every axis but the last (two-pass variance), then the affine normalisation (then
+    the residual added, then a ReLU)."""
     axes = tuple(range(x.ndim - 1))
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
     channels = (1,) * (x.ndim - 1) + (-1,)
     y = (x - mean) / jnp.sqrt(var + epsilon) * scale.reshape(channels) + shift.reshape(channels)
-    return y, mean.reshape(-1), var.reshape(-1)
+    y = y if residual is None else y + residual
+    return jax.nn.relu(y) if relu else y, mean.reshape(-1), var.reshape(-1)
 
 
 shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3).flatmap(
@@ -35,10 +39,21 @@ shapes = st.lists(st.integers(1, 6), min_size=1, max_size=3).flatmap(
 
 
 def operands(lead, channels, seed):
+    """x, scale, shift and a residual of x's shape."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((*lead, channels)) * rng.uniform(0.5, 3, channels) + rng.uniform(-2, 2, channels)
     scale, shift = rng.uniform(0.5, 2, channels), rng.standard_normal(channels)
-    return tuple(jnp.asarray(a, jnp.float32) for a in (x, scale, shift))
+    return tuple(jnp.asarray(a, jnp.float32) for a in (x, scale, shift, rng.standard_normal(x.shape)))
+
+
+fuses = st.sampled_from([(False, False), (True, False), (True, True)])  # (relu, residual)
+
+
+def normalize(x, scale, shift, residual, epsilon, fuse, implementation):
+    """``implementation`` (oneDNN's `normalize` or `reference`) with the drawn fuse; the residual is an argument
+    either way, so that its gradient (zero where it is not added) is compared too."""
+    relu, add = fuse
+    return implementation(x, scale, shift, epsilon, relu, residual if add else None)
 
 
 def close(a, b, tolerance=2e-5):
@@ -47,13 +62,14 @@ def close(a, b, tolerance=2e-5):
 
 @needs_onednn
 @settings(max_examples=6)  # each example compiles three programs
-@given(shapes)
-def test_outputs_statistics_and_every_gradient_equal_the_reference(case):
-    """Cotangents on the output and on both statistics: the statistics' own gradients are part of the VJP."""
+@given(shapes, fuses)
+def test_outputs_statistics_and_every_gradient_equal_the_reference(case, fuse):
+    """Cotangents on the output and on both statistics: the statistics' own gradients are part of the VJP;
+    with the fused ReLU the output gradient passes only where the output is positive, to the residual too."""
     lead, channels, seed, epsilon = case
-    x, scale, shift = operands(lead, channels, seed)
-    got, vjp = jax.vjp(jax.jit(lambda *a: onednn_bn.normalize(*a, epsilon)), x, scale, shift)
-    want, vjp_ref = jax.vjp(lambda *a: reference(*a, epsilon), x, scale, shift)
+    args = operands(lead, channels, seed)
+    got, vjp = jax.vjp(jax.jit(lambda *a: normalize(*a, epsilon, fuse, onednn_bn.normalize)), *args)
+    want, vjp_ref = jax.vjp(lambda *a: normalize(*a, epsilon, fuse, reference), *args)
     for a, b in zip(got, want):
         close(a, b)
     rng = np.random.default_rng(seed + 1)
@@ -64,19 +80,20 @@ def test_outputs_statistics_and_every_gradient_equal_the_reference(case):
 
 @needs_onednn
 @settings(max_examples=3)  # each example compiles a program per trial
-@given(shapes, st.integers(1, 3))
-def test_vmapped_trials_have_statistics_of_their_own(case, trials):
+@given(shapes, st.integers(1, 3), fuses)
+def test_vmapped_trials_have_statistics_of_their_own(case, trials, fuse):
+    """Trials fold into the channels (the fused ReLU's workspace is the folded call's own)."""
     lead, channels, seed, epsilon = case
     batches = [operands(lead, channels, seed + t) for t in range(trials)]
-    xs, scales, shifts = (jnp.stack(parts) for parts in zip(*batches))
+    stacked = [jnp.stack(parts) for parts in zip(*batches)]
 
-    def loss(x, scale, shift):
-        y, mean, var = onednn_bn.normalize(x, scale, shift, epsilon)
+    def loss(*args):
+        y, mean, var = normalize(*args, epsilon, fuse, onednn_bn.normalize)
         return jnp.sum(jnp.sin(y)) + jnp.sum(mean * var)
 
-    values, grads = jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2)))(xs, scales, shifts)
+    values, grads = jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2, 3)))(*stacked)
     for t in range(trials):
-        value, grad = jax.value_and_grad(loss, argnums=(0, 1, 2))(xs[t], scales[t], shifts[t])
+        value, grad = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(*(a[t] for a in stacked))
         close(values[t], value, 1e-5)
         for a, b in zip(grad, grads):
             close(b[t], a, 1e-5)
@@ -132,31 +149,64 @@ def test_inference_synchronised_and_xla_modes_keep_flaxs_computation():
 
 
 @needs_onednn
-def test_a_batch_split_across_a_mesh_gets_the_whole_batchs_statistics():
-    """Each device sums its rows and the devices add the sums: the global batch's statistics, no all-gather."""
+@pytest.mark.parametrize("fuse", [(False, False), (True, False), (True, True)])
+def test_a_batch_split_across_a_mesh_gets_the_whole_batchs_statistics(fuse):
+    """Each device sums its rows and the devices add the sums: the global batch's statistics, no all-gather
+    (with the fused ReLU, XLA recomputes its mask in the backward pass)."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
-    x, scale, shift = operands((16, 3, 3), 5, 11)
+    x, scale, shift, residual = operands((16, 3, 3), 5, 11)
     batch = NamedSharding(mesh, PartitionSpec("data"))
 
-    def loss(x, scale, shift):
-        y, mean, var = onednn_bn.normalize(x, scale, shift, 1e-5)
+    def loss(implementation, *args):
+        y, mean, var = normalize(*args, 1e-5, fuse, implementation)
         return jnp.sum(jnp.sin(y)) + jnp.sum(mean) + jnp.sum(var)
 
-    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)), in_shardings=(batch, None, None))
-    compiled = step.lower(jax.device_put(x, batch), scale, shift).compile()
+    grad = jax.value_and_grad(functools.partial(loss, onednn_bn.normalize), argnums=(0, 1, 2, 3))
+    step = jax.jit(grad, in_shardings=(batch, None, None, batch))
+    sharded = (jax.device_put(x, batch), scale, shift, jax.device_put(residual, batch))
+    compiled = step.lower(*sharded).compile()
     text = compiled.as_text()
     assert "all-gather" not in text and "all-reduce" in text
-    got = compiled(jax.device_put(x, batch), scale, shift)
-    want = jax.value_and_grad(lambda *a: jnp.sum(jnp.sin(reference(*a, 1e-5)[0])) + jnp.sum(
-        reference(*a, 1e-5)[1]) + jnp.sum(reference(*a, 1e-5)[2]), argnums=(0, 1, 2))(x, scale, shift)
+    got = compiled(*sharded)
+    want = jax.value_and_grad(functools.partial(loss, reference), argnums=(0, 1, 2, 3))(x, scale, shift, residual)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         close(a, b, 1e-4)
     assert got[1][0].sharding.spec == PartitionSpec("data")
     # A batch that is not split runs oneDNN on each device.
-    replicated = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))).lower(x, scale, shift).compile().as_text()
+    replicated = jax.jit(grad).lower(x, scale, shift, residual).compile().as_text()
     assert re.search("jaxdl_onednn_batch_norm_backward", replicated)
+
+
+@needs_onednn
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_the_layers_relu_and_residual_are_flaxs_batch_norm_then_add_then_relu(with_residual):
+    """``BatchNorm(relu=True)(x, residual=r)`` is ``relu(flax BatchNorm(x) + r)``: outputs, statistics and
+    gradients of the parameters, the input and the residual, all in oneDNN's call."""
+    x = jax.random.normal(jax.random.key(4), (8, 5, 5, 6)) * 2 + 0.5
+    residual = jax.random.normal(jax.random.key(5), x.shape) if with_residual else None
+    flax_bn, layer = nn.BatchNorm(use_running_average=False), BatchNorm(use_running_average=False, relu=True)
+    variables = flax_bn.init(jax.random.key(0), x)
+    variables = jax.tree.map(lambda a: a + jax.random.uniform(jax.random.key(1), a.shape), variables)
+
+    def flax_relu(variables, x, residual):
+        y, new = flax_bn.apply(variables, x, mutable=["batch_stats"])
+        return jax.nn.relu(y if residual is None else y + residual), new
+
+    def loss(apply, variables, x, residual):
+        y, new = apply(variables, x, residual)
+        return jnp.sum(jnp.sin(y)), (y, new)
+    grad = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)
+    with lowering.use("auto", measure=False):
+        apply = lambda v, x, r: layer.apply(v, x, residual=r, mutable=["batch_stats"])  # noqa: E731
+        got = jax.jit(grad, static_argnums=0)(apply, variables, x, residual)
+        text = jax.jit(jax.grad(lambda v, x, r: loss(apply, v, x, r)[0])).lower(variables, x, residual).as_text()
+    want = grad(flax_relu, variables, x, residual)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        close(a, b, 1e-4)
+    # one call: the ReLU inside the normalisation (fuse 1), or the residual's addition too (fuse 2)
+    assert f"fuse = {2 if with_residual else 1}" in text and onednn_bn.backward_p.name in text
 
 
 def test_other_dtypes_are_not_offered_to_onednn():
