@@ -19,6 +19,14 @@ from jaxdl.nn.normalization import batch_norm
 from jaxdl.nn.pooling import get_pool
 
 
+def normalized_activation(x: jax.Array, train: bool, use_batch_norm: bool, activation: str) -> jax.Array:
+    """``activation(BatchNorm(x))`` (or ``activation(x)``), called inside a compact module: a ReLU after
+    BatchNorm is the layer's own (``batch_norm(train, relu=True)``), so on a CPU it runs in oneDNN's passes."""
+    if use_batch_norm and activation == "relu":
+        return batch_norm(train, relu=True)(x)
+    return get_activation(activation)(batch_norm(train)(x) if use_batch_norm else x)
+
+
 class ConvBlock(nn.Module):
     """``convs`` x (Conv2D -> [BatchNorm] -> act), then a pool: ``[b, h, w, c] -> [b, h/s, w/s, features]``."""
 
@@ -34,12 +42,9 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        act = get_activation(self.activation)
         for _ in range(self.convs):
             x = Conv2D(self.features, self.kernel_size, self.strides, self.padding, use_bias=not self.batch_norm)(x)
-            if self.batch_norm:
-                x = batch_norm(train)(x)
-            x = act(x)
+            x = normalized_activation(x, train, self.batch_norm, self.activation)
         if self.pool:
             x = get_pool(self.pool)(x, self.pool_size)
         return x
@@ -115,12 +120,9 @@ class VGG(nn.Module):
             raise ValueError(f"VGG with {len(self.stages)} stages halves the image {len(self.stages)} times; "
                              f"input {x.shape[1:3]} is too small (needs >= {2 ** len(self.stages)})")
         for stage in self.stages:
-            act = get_activation(self.activation)
             for width in stage:
                 x = Conv2D(width, 3, use_bias=not self.batch_norm)(x)
-                if self.batch_norm:
-                    x = batch_norm(train)(x)
-                x = act(x)
+                x = normalized_activation(x, train, self.batch_norm, self.activation)
             x = get_pool("max")(x, 2)
         return DenseHead(self.dense, self.num_outputs, self.activation, self.dropout_rate)(x, train=train)
 

@@ -41,11 +41,11 @@ class Generator(nn.Module):
     def __call__(self, z: jax.Array, *, train: bool = False) -> jax.Array:
         h, w, c = self.image_shape
         if self.hidden_units:
-            z = nn.relu(batch_norm(train)(nn.Dense(self.hidden_units, use_bias=False)(z)))
+            z = batch_norm(train, relu=True)(nn.Dense(self.hidden_units, use_bias=False)(z))
         x = nn.Dense((h // 4) * (w // 4) * 2 * self.width, use_bias=False)(z)
-        x = nn.relu(batch_norm(train)(x)).reshape(z.shape[0], h // 4, w // 4, 2 * self.width)
+        x = batch_norm(train, relu=True)(x).reshape(z.shape[0], h // 4, w // 4, 2 * self.width)
         x = ConvTranspose2D(self.width, 4, 2, use_bias=False)(x)
-        x = nn.relu(batch_norm(train)(x))
+        x = batch_norm(train, relu=True)(x)
         x = ConvTranspose2D(c, 4, 2)(x)
         return (jnp.tanh(x) + 1.0) / 2.0
 
