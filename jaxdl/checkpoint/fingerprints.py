@@ -43,12 +43,44 @@ def _fingerprints(leaves: list[jax.Array]) -> jax.Array:
     return jnp.stack(rows) if rows else jnp.zeros((0, 2), jnp.uint32)
 
 
+def _host_words(x: np.ndarray) -> np.ndarray:
+    """`_words` in NumPy: the same uint32 words in the same order (dtypes canonicalised as `jnp.asarray` does,
+    64-bit values as their two little-endian halves)."""
+    x = np.ascontiguousarray(x, dtype=jax.dtypes.canonicalize_dtype(x.dtype))
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8)
+    words = x.reshape(-1).view(np.dtype(f"uint{x.dtype.itemsize * 8}"))
+    return (words.view(np.uint32) if words.dtype == np.uint64 else words).astype(np.uint32)
+
+
+def _host_fingerprint(x: np.ndarray) -> tuple[int, int]:
+    """`_fingerprints`' two sums for one host array, in NumPy's wrapping uint32 arithmetic (the same values)."""
+    w = _host_words(x)
+    i = np.arange(w.size, dtype=np.uint32)
+    mixed = (w ^ (w >> np.uint32(16))) * np.uint32(0x45D9F3B)
+    return int(np.sum(w * (np.uint32(2) * i + np.uint32(1)), dtype=np.uint32)), int(np.sum(mixed ^ i, dtype=np.uint32))
+
+
+def _on_host(leaf: Any) -> bool:
+    """Whether a leaf's bytes are host memory already: a NumPy array, or a whole jax array on the CPU (no
+    copy, and no program to trace and compile for each tree's structure)."""
+    if isinstance(leaf, np.ndarray):
+        return True
+    return (isinstance(leaf, jax.Array) and leaf.is_fully_addressable and not jax.dtypes.issubdtype(
+        leaf.dtype, jax.dtypes.prng_key) and all(d.platform == "cpu" for d in leaf.devices()))
+
+
 def fingerprints(tree: Any) -> dict[str, int]:
-    """A 64-bit fingerprint of every array of ``tree``, computed where the arrays live (one compiled reduction,
-    no copy of the state to the host; sharded and multi-host arrays included)."""
+    """A 64-bit fingerprint of every array of ``tree``, computed where the arrays live: in NumPy for arrays
+    in host memory, by one compiled reduction for the others (sharded across accelerators, multi-host; no copy
+    of the state to the host). Both give the same values."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    values = np.asarray(jax.device_get(_fingerprints([jnp.asarray(leaf) for _, leaf in flat])), np.uint64)
-    return {path_to_str(path): int(hi << np.uint64(32) | lo) for (path, _), (hi, lo) in zip(flat, values)}
+    device = [i for i, (_, leaf) in enumerate(flat) if not _on_host(leaf)]
+    pairs = {i: _host_fingerprint(np.asarray(leaf)) for i, (_, leaf) in enumerate(flat) if i not in frozenset(device)}
+    if device:
+        values = np.asarray(jax.device_get(_fingerprints([jnp.asarray(flat[i][1]) for i in device])), np.uint64)
+        pairs.update({i: (int(hi), int(lo)) for i, (hi, lo) in zip(device, values)})
+    return {path_to_str(path): pairs[i][0] << 32 | pairs[i][1] for i, (path, _) in enumerate(flat)}
 
 
 def checksums(tree: Any) -> dict[str, int]:

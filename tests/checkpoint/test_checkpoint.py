@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -131,6 +132,23 @@ def test_a_fingerprint_sees_any_flipped_bit_and_not_the_sharding(seed, dtype, ro
     mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
     sharded = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
     assert checkpoint.fingerprints({"x": sharded}) == base
+
+
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2 ** 16), dtypes=st.lists(st.sampled_from(
+    ["float32", "bfloat16", "float16", "int32", "uint8", "int8", "bool", "float64", "int64"]), min_size=1, max_size=4),
+    size=st.integers(0, 40))
+def test_host_and_compiled_fingerprints_are_the_same_numbers(seed, dtypes, size):
+    """Host arrays are fingerprinted in NumPy, others by the compiled reduction: checkpoints written either way
+    verify either way (64-bit NumPy leaves are taken as `jnp.asarray` takes them)."""
+    module = importlib.import_module("jaxdl.checkpoint.fingerprints")  # the package exports the function
+
+    rng = np.random.default_rng(seed)
+    tree = {f"leaf{i}": (rng.standard_normal((size, 2)) * 1000).astype(dtype) for i, dtype in enumerate(dtypes)}
+    host = checkpoint.fingerprints(tree)
+    compiled = np.asarray(module._fingerprints([jnp.asarray(leaf) for leaf in tree.values()]), np.uint64)
+    assert list(host.values()) == [int(a) << 32 | int(b) for a, b in compiled]
+    assert checkpoint.fingerprints(jax.tree.map(jnp.asarray, tree)) == host
 
 
 def test_partial_restore_reads_only_the_requested_subtree(tmp_path):
