@@ -98,7 +98,7 @@ def test_second_derivatives_equal_xla(g):
 
 
 @needs_onednn
-@settings(max_examples=5)  # each example compiles a program per trial
+@settings(max_examples=3)  # each example compiles a program per trial and the vmapped one
 @given(trials=st.integers(1, 3), g=geometries)
 def test_vmapped_trials_fold_into_groups_and_equal_each_trial_alone(trials, g):
     """Each trial's own kernel (and images): one grouped call under vmap equals the trials one by one."""

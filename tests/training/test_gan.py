@@ -171,7 +171,7 @@ def test_each_half_can_have_its_own_width(generator_width, discriminator_width):
     assert only_g["discriminator"]["Conv2D_0"]["kernel"].shape[-1] == 3
 
 
-@settings(max_examples=4)
+@settings(max_examples=2)  # each example initialises and applies three GANs eagerly
 @given(hidden_units=st.integers(1, 9), seed=st.integers(0, 2 ** 16))
 def test_hidden_dense_layers_sit_between_the_noise_and_the_maps_and_before_the_logit(hidden_units, seed):
     """``hidden_units`` adds one dense layer to each half (InfoGAN's MNIST networks): in the generator from the
@@ -258,7 +258,7 @@ def test_pack_images_stacks_consecutive_images_on_channels_against_a_numpy_loop(
     np.testing.assert_array_equal(np.asarray(packed_mask), expected_mask)
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)  # each example builds a discriminator for its batch and pack
 @given(batch=st.integers(1, 6), pack=st.integers(1, 3), changed=st.integers(0, 5))
 def test_a_packed_discriminator_gives_each_image_its_packs_logit(batch, pack, changed):
     """Image j's logit is its group's (group j // pack; the last group wraps around to the first images), so
