@@ -75,8 +75,9 @@ def fingerprints(tree: Any) -> dict[str, int]:
     in host memory, by one compiled reduction for the others (sharded across accelerators, multi-host; no copy
     of the state to the host). Both give the same values."""
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    device = [i for i, (_, leaf) in enumerate(flat) if not _on_host(leaf)]
-    pairs = {i: _host_fingerprint(np.asarray(leaf)) for i, (_, leaf) in enumerate(flat) if i not in frozenset(device)}
+    host = [_on_host(leaf) for _, leaf in flat]
+    device = [i for i, on_host in enumerate(host) if not on_host]
+    pairs = {i: _host_fingerprint(np.asarray(leaf)) for i, (_, leaf) in enumerate(flat) if host[i]}
     if device:
         values = np.asarray(jax.device_get(_fingerprints([jnp.asarray(flat[i][1]) for i in device])), np.uint64)
         pairs.update({i: (int(hi), int(lo)) for i, (hi, lo) in zip(device, values)})

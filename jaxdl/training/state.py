@@ -142,6 +142,9 @@ def initialise_missing(model: nn.Module, sample_x: Any, seed: int, variables: di
             return [initialised[i] for i in missing]
         values = _compile_once(only_missing, sample_x, jax.random.PRNGKey(seed))
         for i, value in zip(missing, values):
+            if (value.shape, value.dtype) != (leaves[i].shape, leaves[i].dtype):  # a tree not shaped like the model's
+                raise ValueError(f"variables do not have the model's structure: leaf {i} is {leaves[i].shape} "
+                                 f"{leaves[i].dtype}, the model initialises {value.shape} {value.dtype}")
             leaves[i] = value
     return jax.tree.unflatten(tree, leaves)
 

@@ -64,7 +64,8 @@ ffi::Error ToShape(ffi::AnyBuffer x, ffi::AnyBuffer scale, float epsilon, int64_
   return ffi::Error::Success();
 }
 
-// The residual operand of fuse 2 (the output, for the backward pass) must have the input's size.
+// The residual-shaped buffers of fuse 2 (the residual, the output the backward pass reads, the residual's
+// gradient) must have the input's size.
 ffi::Error SameSize(const Shape& s, ffi::AnyBuffer a, const char* what) {
   if (s.fuse == 2 && a.element_count() != size_t(s.rows * s.channels))
     return ffi::Error::InvalidArgument(std::string("jaxdl onednn batch_norm: ") + what + " must have the input's shape");
@@ -164,8 +165,7 @@ ffi::Error Backward(ffi::AnyBuffer x, ffi::AnyBuffer scale, ffi::AnyBuffer shift
   Shape s;
   if (auto e = ToShape(x, scale, epsilon, fuse, &s); e.failure()) return e;
   if (auto e = SameSize(s, output, "the output"); e.failure()) return e;
-  if (fuse == 2 && dresidual->element_count() != size_t(s.rows * s.channels))
-    return ffi::Error::InvalidArgument("jaxdl onednn batch_norm: the residual's gradient must have the input's shape");
+  if (auto e = SameSize(s, *dresidual, "the residual's gradient"); e.failure()) return e;
   return Guard("batch_norm", [&] {
     auto plan = plans.Get(s.Key('b'), [&] { return BackwardPlan(s); });
     if (workspace.size_bytes() != plan->workspace.get_size())
