@@ -23,7 +23,6 @@ runs oneDNN on every device.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 
 import jax
@@ -49,10 +48,7 @@ def workspace_bytes(rows: int, channels: int, fuse: str) -> int:
     fused ReLU keeps one bit or byte per element (asked of oneDNN itself); the others keep none."""
     if fuse != "relu":
         return 0
-    function = library.load().jaxdl_onednn_batch_norm_workspace_bytes
-    function.restype = ctypes.c_int64
-    function.argtypes = [ctypes.c_int64] * 3
-    size = int(function(rows, channels, FUSES.index(fuse)))
+    size = library.workspace_query("jaxdl_onednn_batch_norm_workspace_bytes", rows, channels, FUSES.index(fuse))
     if size < 0:
         raise ValueError(f"oneDNN has no batch normalisation with a fused ReLU over [{rows}, {channels}]")
     return size

@@ -31,6 +31,8 @@ import tempfile
 import threading
 from typing import Iterator
 
+import numpy as np
+
 from jaxdl.nn.lowering.settings import current
 from jaxdl.util.cache_root import cache_root
 
@@ -186,6 +188,17 @@ def load() -> ctypes.CDLL | None:
             if isinstance(loaded, str) and "for CPUs" not in loaded:
                 sys.stderr.write(f"jaxdl: oneDNN kernels unavailable, XLA computes convolutions, pooling, BatchNorm and LSTMs: {loaded}\n")
         return _STATE["library"]  # type: ignore[return-value]
+
+
+def workspace_query(name: str, *sizes: int, window: np.ndarray | None = None) -> int:
+    """What the kernel library's ``int64_t name(int64_t..., [const int64_t* window])`` answers: the bytes of a
+    primitive's workspace, asked of oneDNN itself; -1 where oneDNN has no such primitive."""
+    function = getattr(load(), name)
+    function.restype = ctypes.c_int64
+    pointer = ctypes.POINTER(ctypes.c_int64)
+    function.argtypes = [ctypes.c_int64] * len(sizes) + ([pointer] if window is not None else [])
+    extra = (np.ascontiguousarray(window, np.int64).ctypes.data_as(pointer),) if window is not None else ()
+    return int(function(*sizes, *extra))
 
 
 def may_run(*arrays) -> bool:

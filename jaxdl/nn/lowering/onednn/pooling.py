@@ -12,7 +12,6 @@ Under `jax.vmap` mapped axes fold into the batch; over a device mesh each device
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 
@@ -52,12 +51,8 @@ class Window:
 @functools.cache
 def workspace_bytes(window: Window, channels: int) -> int:
     """The bytes of oneDNN's training workspace for one image (asked of oneDNN itself)."""
-    function = library.load().jaxdl_onednn_max_pool_workspace_bytes
-    function.restype = ctypes.c_int64
-    function.argtypes = [ctypes.c_int64] * 5 + [ctypes.POINTER(ctypes.c_int64)]
-    attribute = window.attribute()
-    size = int(function(*window.image_hw, channels, *window.output_hw(),
-                        attribute.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))))
+    size = library.workspace_query("jaxdl_onednn_max_pool_workspace_bytes", *window.image_hw, channels,
+                                   *window.output_hw(), window=window.attribute())
     if size < 0:
         raise ValueError(f"oneDNN has no max pooling for {window} over {channels} channels")
     return size
