@@ -24,6 +24,7 @@ import optax
 
 NUM_CLASSES = 10
 LEARNING_RATE = 1e-3
+STEPS_PER_EPOCH = 100  # what jaxdl's schedule and logging windows are built for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,14 +248,18 @@ def jaxdl_step(workload: Workload, seed: int = 0) -> tuple[Callable, Any]:
     from jaxdl.metrics import classification_metrics
     from jaxdl.training.optimizers import make_optimizer
     from jaxdl.training.state import create_train_state
+    from jaxdl.config import default_config
     from jaxdl.training.step import make_train_step
+    from jaxdl.training.step_norms import LogWindows
 
     model = workload.jaxdl_model()
     parallel = make_parallel("jit")
-    tx, _ = make_optimizer({"name": "adam", "learning_rate": LEARNING_RATE}, 100, 1)
+    tx, _ = make_optimizer({"name": "adam", "learning_rate": LEARNING_RATE}, STEPS_PER_EPOCH, 1)
     state = parallel.put_state(create_train_state(model, tx, workload.batch(seed)["x"][:1], seed))
+    # The step's norms on each log line's step, at `jaxdl train`'s default logging interval.
+    windows = LogWindows(default_config().train.log_every, STEPS_PER_EPOCH)
     step = parallel.compile_train_step(make_train_step(model, softmax_cross_entropy,
-                                                       classification_metrics(NUM_CLASSES), tx))
+                                                       classification_metrics(NUM_CLASSES), tx, norms_at=windows))
     return step, state
 
 

@@ -24,11 +24,13 @@ from jaxdl.training.loop import fit as fit_loop
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import abstract_variables, create_train_state, initialise_missing, input_spec_of, train_state_from
 from jaxdl.training.step import make_eval_step, make_train_step
+from jaxdl.training.step_norms import LogWindows
 from jaxdl.transfer.backbone import frozen_model
 from jaxdl.transfer.freeze import Freeze
 from jaxdl.util.counts import require_counts
 
 PROBE_EXAMPLES = 256  # examples the untrained model is run on before training, for the output checks
+LOG_EVERY = 50  # steps between log lines (and the steps' norms, measured at each line's step)
 
 
 def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size: int = 32,
@@ -56,8 +58,8 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     with a new optimizer state; ``freeze`` (a `Freeze`) trains only part of a ``backbone`` submodule, the rest
     at ``backbone_lr_scale`` times ``learning_rate``, frozen parameters bitwise unchanged. ``profile="START:STOP"``
     writes a `jax.profiler` trace of those optimizer steps to ``workdir/profile`` (``./profile`` without one).
-    ``step_norms=False`` leaves the gradient, update and parameter norms out of the logs (and their cost out of
-    each step).
+    The gradient, update and parameter norms are measured at each log line's step; ``step_norms=False`` leaves
+    them out of the logs.
     """
     require_counts({"epochs": epochs, "batch_size": batch_size})
     splits = registered_splits(data)
@@ -106,13 +108,13 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
         hooks = [*hooks, ProfileSteps(pathlib.Path(workdir or ".") / "profile", *parse_steps(profile))]
     parallel = make_parallel(strategy)
     train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name,
-                                 norms=step_norms)
+                                 norms=step_norms, norms_at=LogWindows(LOG_EVERY, steps_per_epoch))
     eval_step = make_eval_step(module, objective.loss, objective.metrics, axis_name=parallel.axis_name)
     result = fit_loop(state, train_step=parallel.compile_train_step(train_step),
                       eval_step=parallel.compile_eval_step(eval_step), train_data=train, batch_size=batch_size,
                       num_epochs=epochs, seed=seed, validation_data=validation, workdir=workdir, progress=progress,
                       schedule=schedule, input_spec=input_spec_of(sample), parallel=parallel, hooks=hooks,
-                      early_stopping=early_stopping,
+                      early_stopping=early_stopping, log_every=LOG_EVERY,
                       eval_batch_size=max(batch_size, 256))
     summary = dict(result.summary, initial_variables=restored) if restored else result.summary
     return Run(module, result.state, keras_history(result.history, objective.shown), summary, objective,

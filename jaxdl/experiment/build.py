@@ -8,6 +8,7 @@ which task it is building: everything that differs between tasks is a method of 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -29,6 +30,7 @@ from jaxdl.nn.embedding import check_token_ids
 from jaxdl.tasks import Task, get_task
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import InputSpec, TrainState, input_spec_of
+from jaxdl.training.step_norms import LogWindows
 from jaxdl.training.weight_average import check_decay
 
 
@@ -134,10 +136,12 @@ def build_experiment(config: ml_collections.ConfigDict, data: DatasetSplits | No
                                                                                      parallel.mesh))
     parallel.check_batch_size(config.data.batch_size, "data.batch_size")
     configure_compilation_cache(train.compilation_cache_dir)
-    train_step, eval_step, views_step = task.make_steps(
-        model, tx, config, axis_name=parallel.axis_name, augment=make_augmentation(tuple(config.data.augment),
-                                                                                        data.num_classes),
-        ema_decay=ema_decay, test_time=test_time)
+    steps = functools.partial(task.make_steps, model, tx, config, axis_name=parallel.axis_name, ema_decay=ema_decay,
+                              augment=make_augmentation(tuple(config.data.augment), data.num_classes), test_time=test_time)
+    train_step, eval_step, views_step = steps(norms_at=LogWindows(train.log_every, steps_per_epoch))
+    # Vmapped trials measure the norms every step: under vmap the per-trial step count makes the windows'
+    # condition a select that would run the measuring branch every step anyway.
+    trials_step = steps(norms_at=None)[0]
     return Experiment(config, data, task, model, schedule, state, parallel.compile_train_step(train_step),
-                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, train_step, eval_step, tx,
+                      parallel.compile_eval_step(eval_step), input_spec_of(sample), parallel, trials_step, eval_step, tx,
                       notes, test_time, None if views_step is None else parallel.compile_eval_step(views_step))

@@ -21,6 +21,7 @@ from jaxdl.losses import LossFn, make_penalty
 from jaxdl.metrics import MetricsFn
 from jaxdl.training.state import TrainState, create_train_state
 from jaxdl.training.step import make_eval_step, make_train_step
+from jaxdl.training.step_norms import LogWindows
 
 _REGISTRY: dict[str, type["Task"]] = {}
 
@@ -127,13 +128,15 @@ class Task:
 
     def make_steps(self, model: Any, tx: optax.GradientTransformation, config: ml_collections.ConfigDict, *,
                    axis_name: str | None, augment: Callable | None, ema_decay: float,
-                   test_time: Callable | None = None) -> tuple[Callable, Callable, Callable | None]:
-        """The pure ``(train_step, eval_step, test_time_eval_step)`` for ``model`` (the last None without views)."""
+                   test_time: Callable | None = None, norms_at: LogWindows | None = None,
+                   ) -> tuple[Callable, Callable, Callable | None]:
+        """The pure ``(train_step, eval_step, test_time_eval_step)`` for ``model`` (the last None without views);
+        the train step measures its norms on the steps ending ``norms_at``'s logging windows (every step: None)."""
         loss_fn, metrics_fn = self.loss(), self.metrics()
         precision = {"axis_name": axis_name, "precision": config.train.precision}
         train_step = make_train_step(model, loss_fn, metrics_fn, tx, make_penalty(config.loss), augment,
                                      accumulation_steps=config.train.accumulation_steps, ema_decay=ema_decay,
-                                     norms=config.train.step_norms, **precision)
+                                     norms=config.train.step_norms, norms_at=norms_at, **precision)
         eval_step = make_eval_step(model, loss_fn, metrics_fn, **precision)
         views_step = None if test_time is None else make_eval_step(model, loss_fn, metrics_fn, test_time=test_time, **precision)
         return train_step, eval_step, views_step

@@ -17,6 +17,7 @@ from jaxdl.metrics import MetricsFn
 from jaxdl.report.gan import JudgeEachEpoch, SampleJudge, SampleSheets
 from jaxdl.tasks.base import Task
 from jaxdl.training.gan import create_gan_state, make_gan_eval_step, make_gan_train_step
+from jaxdl.training.step_norms import LogWindows
 from jaxdl.training.weight_average import check_decay
 
 
@@ -61,8 +62,10 @@ class AdversarialGeneration(Task):
 
     def make_steps(self, model: Any, tx: optax.GradientTransformation, config: ml_collections.ConfigDict, *,
                    axis_name: str | None, augment: Callable | None, ema_decay: float,
-                   test_time: Callable | None = None) -> tuple[Callable, Callable, Callable | None]:
-        """A discriminator then a generator update per step; evaluation scores both on held-out images."""
+                   test_time: Callable | None = None, norms_at: LogWindows | None = None,
+                   ) -> tuple[Callable, Callable, Callable | None]:
+        """A discriminator then a generator update per step (no norms: ``norms_at`` is unused); evaluation scores
+        both on held-out images."""
         ema = check_decay(config.train.generator_ema, "train.generator_ema")
         train_step = make_gan_train_step(model, tx, tx, ema_decay=ema or None, label_smoothing=self.smoothing)
         return train_step, make_gan_eval_step(model), None

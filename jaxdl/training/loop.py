@@ -41,6 +41,7 @@ from jaxdl.training.hooks import EarlyStop, Hook, Loop, MetricsLog, ProgressBar,
 from jaxdl.training.preemption import Preempted, PreemptionGuard, preempt
 from jaxdl.training.resume import Position, from_json_leaves, resume_run
 from jaxdl.training.state import InputSpec, TrainState, check_inputs
+from jaxdl.training.step_norms import LogWindows
 from jaxdl.util.atomic_file import write_text_atomically
 from jaxdl.util.counts import require_counts
 from jaxdl.util.workdir_lock import hold_workdir
@@ -80,6 +81,7 @@ def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_st
     last epoch's validation metrics (None without validation data).
     """
     position, parallel = loop.position, loop.parallel
+    windows = LogWindows(log_every, loop.steps_per_epoch)  # the steps that measure their norms end these too
     rows = parallel.host_rows(loop.batch_size)
     last_validation = None
     for hook in hooks:
@@ -104,7 +106,7 @@ def run_loop(loop: Loop, hooks: Sequence[Hook], *, train_step: Callable, eval_st
                     jax.block_until_ready(in_flight.popleft())
                 wanted = [hook.wants_metrics(loop) for hook in hooks]  # every hook is asked: none is skipped
                 stop_signal = loop.preemption.requested(loop.step) if loop.preemption is not None else None
-                if loop.batch % log_every == 0 or loop.batch == loop.steps_per_epoch or any(wanted) or stop_signal:
+                if windows.closes(loop.batch) or any(wanted) or stop_signal:
                     host = parallel.to_host(window)
                     if resumed_sums is not None:
                         loop.epoch_sums, resumed_sums = from_json_leaves(resumed_sums, host), None

@@ -21,7 +21,7 @@ from jaxdl.metrics import Metrics, MetricsFn
 from jaxdl.training.optimizers import optimizer_update
 from jaxdl.training.precision import all_finite, cast_floating, compute_dtype
 from jaxdl.training.state import TrainState
-from jaxdl.training.step_norms import StepNorms, TrainMetrics
+from jaxdl.training.step_norms import LogWindows, StepNorms, TrainMetrics, norms_at_window_ends
 from jaxdl.training.weight_average import check_decay, update_average
 
 Batch = dict[str, jax.Array]
@@ -60,6 +60,7 @@ def make_train_step(
     precision: str = "float32",
     ema_decay: float = 0.0,
     norms: bool = True,
+    norms_at: LogWindows | None = None,
 ) -> TrainStep:
     """Build ``train_step(state, batch) -> (state, metrics)``: one gradient step on the masked mean loss
     (plus ``penalty_fn(params)`` when given), with BatchNorm statistics updated in ``state.batch_stats``.
@@ -76,7 +77,8 @@ def make_train_step(
     the step also moves ``state.average`` (a state made with ``average=True``) towards the new parameters
     (`jaxdl.training.weight_average`). With ``norms`` (the default) the metrics are a `TrainMetrics`: the
     task's sums with the step's global gradient, update and parameter norms beside them
-    (`jaxdl.training.step_norms`); ``norms=False`` returns the task's sums alone.
+    (`jaxdl.training.step_norms`), measured every step, or with ``norms_at`` (the loop's `LogWindows`) only
+    on each logging window's last step; ``norms=False`` returns the task's sums alone.
     """
     if accumulation_steps < 1:
         raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
@@ -147,6 +149,10 @@ def make_train_step(
             grads = jax.tree.map(jnp.add, grads, jax.grad(penalty_fn)(state.params))
         mean_loss = (metrics.loss_sum / jnp.maximum(metrics.count, 1).astype(jnp.float32) if hasattr(metrics, "loss_sum")
                      and hasattr(metrics, "count") else None)
+        if norms and norms_at is not None:
+            step_norms, grads = norms_at_window_ends(
+                norms_at, state.step, grads, state.params, state.opt_state,
+                lambda g, o, p: optimizer_update(tx, g, o, p, mean_loss)[0])
         updates, opt_state = optimizer_update(tx, grads, state.opt_state, state.params, mean_loss)
         new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                   opt_state=opt_state, batch_stats=batch_stats)
@@ -166,7 +172,8 @@ def make_train_step(
                                           loss_scale=loss_scale.adjust(finite))
         if not norms:
             return new_state, metrics
-        step_norms = StepNorms.of_step(grads, updates, new_state.params)
+        if norms_at is None:
+            step_norms = StepNorms.of_step(grads, updates, new_state.params)
         if loss_scale is not None:
             # An overflowed float16 step (routine under dynamic loss scaling) changed nothing: it is not counted.
             step_norms = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)), step_norms)
