@@ -243,12 +243,12 @@ WORKLOADS = {
 
 def jaxdl_step(workload: Workload, seed: int = 0) -> tuple[Callable, Any]:
     """jaxdl's compiled train step and initial state for ``workload``, built as `build_experiment` builds them."""
+    from jaxdl.config import default_config
     from jaxdl.distributed.parallel import make_parallel
     from jaxdl.losses import softmax_cross_entropy
     from jaxdl.metrics import classification_metrics
     from jaxdl.training.optimizers import make_optimizer
     from jaxdl.training.state import create_train_state
-    from jaxdl.config import default_config
     from jaxdl.training.step import make_train_step
     from jaxdl.training.step_norms import LogWindows
 

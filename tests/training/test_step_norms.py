@@ -14,10 +14,10 @@ from jaxdl.data.pipeline import train_batches
 from jaxdl.losses import softmax_cross_entropy
 from jaxdl.metrics import classification_metrics
 from jaxdl.models import MLP
+from jaxdl.training.loop import fit
 from jaxdl.training.optimizers import make_optimizer
 from jaxdl.training.state import create_train_state
 from jaxdl.training.step import make_eval_step, make_train_step
-from jaxdl.training.loop import fit
 from jaxdl.training.step_norms import LogWindows, StepNorms, TrainMetrics, norms_at_window_ends, task_metrics
 from tests.training.helpers import blobs
 
