@@ -4,7 +4,9 @@ For each workload of `benchmarks.workloads`: build each implementation, time its
 (compilation for JAX), warm up, then time ``--blocks`` blocks of ``--steps`` steps and keep the median.
 Prints ms/step, examples/s, achieved GFLOP/s (the hand-written Flax step's XLA flop count, the same
 architecture for all three) and the speed ratios jaxdl/Flax and jaxdl/PyTorch (above 1: jaxdl is faster).
-Then a `fit` epoch against the bare step rate, and a float32 matmul as the machine's ceiling.
+Then a `fit` epoch against the bare step rate, and a float32 matmul as the machine's ceiling. Every process
+keeps freed host memory as `jaxdl train` does (`jaxdl.util.host_memory`; the PyTorch child too, so all three
+run on the same allocator settings); ``--default-malloc`` leaves glibc's defaults.
 
 Run: ``python -m benchmarks.run [--workloads mlp,lenet5,...] [--steps 20] [--blocks 5] [--json out.json]``.
 PyTorch is the ``bench`` extra (``pip install -e ".[bench]"``); without it the PyTorch column is skipped.
@@ -28,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.workloads import WORKLOADS, Workload, flax_step, jaxdl_step, torch_batch, torch_step
+from jaxdl.util.host_memory import keep_freed_host_memory
 
 BATCHES = 4  # distinct batches cycled through, resident on the device before timing
 
@@ -91,13 +94,15 @@ def time_torch_workload(name: str, steps: int, blocks: int) -> dict[str, float] 
     return _time_torch(torch_train, [torch_batch(WORKLOADS[name], i) for i in range(BATCHES)], steps, blocks)
 
 
-def _torch_in_own_process(workload: Workload, steps: int, blocks: int) -> dict[str, float] | None:
+def _torch_in_own_process(workload: Workload, steps: int, blocks: int, keep_memory: bool) -> dict[str, float] | None:
     """Time PyTorch in a child process. PyTorch and jaxdl's oneDNN kernels load the same GNU OpenMP runtime;
     in one process their two thread teams exceed the cores, and OpenMP then cuts every team's spin-wait
     short for the rest of the process (measured: jaxdl's LSTM step 120 -> 180 ms once PyTorch had run)."""
     name = next(key for key, value in WORKLOADS.items() if value is workload)
     code = ("import json, sys; from benchmarks.run import time_torch_workload; "
-            f"print(json.dumps(time_torch_workload({name!r}, {steps}, {blocks})))")
+            "from jaxdl.util.host_memory import keep_freed_host_memory; "
+            + ("keep_freed_host_memory(); " if keep_memory else "")
+            + f"print(json.dumps(time_torch_workload({name!r}, {steps}, {blocks})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -109,8 +114,9 @@ def step_flops(step: Callable, state: Any, batch: Any) -> float:
     return float((analysis or {}).get("flops", 0.0))
 
 
-def measure(workload: Workload, steps: int, blocks: int, with_torch: bool) -> dict[str, Any]:
-    """Time the three implementations of ``workload``; returns one row of the results table."""
+def measure(workload: Workload, steps: int, blocks: int, with_torch: bool, keep_memory: bool = True) -> dict[str, Any]:
+    """Time the three implementations of ``workload`` (PyTorch's child process keeping freed host memory when
+    ``keep_memory``, as this process does); returns one row of the results table."""
     row: dict[str, Any] = {"workload": workload.name, "batch": workload.batch_size}
     batches = [jax.device_put({k: jnp.asarray(v) for k, v in workload.batch(i).items()}) for i in range(BATCHES)]
     flax, flax_state = flax_step(workload)
@@ -118,7 +124,7 @@ def measure(workload: Workload, steps: int, blocks: int, with_torch: bool) -> di
     # A fresh jit: its first call below is timed with compilation.
     row.update(_time_jax({"flax": flax_step(workload), "jaxdl": jaxdl_step(workload)}, batches, steps, blocks)[0])
     if with_torch:
-        row["torch"] = _torch_in_own_process(workload, steps, blocks)
+        row["torch"] = _torch_in_own_process(workload, steps, blocks, keep_memory)
     for name in ("jaxdl", "flax", "torch"):
         if row.get(name):
             row[name]["examples_per_s"] = workload.batch_size / row[name]["ms"] * 1e3
@@ -202,12 +208,16 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--fit-steps", type=int, default=100, help="batches in the fit-vs-step epoch (0: skip)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (by default freed host memory is kept, as jaxdl train does)")
     args = parser.parse_args()
+    kept = not args.default_malloc and keep_freed_host_memory()
     names = args.workloads.split(",")
     unknown = sorted(set(names) - set(WORKLOADS))
     if unknown:
         parser.error(f"unknown workloads {unknown}; valid ones are {list(WORKLOADS)}")
     info = machine()
+    info["host_memory"] = "kept" if kept else "malloc default"
     if not args.no_torch and info["torch"] is None:
         print("PyTorch is not installed (pip install -e '.[bench]'): its column is skipped")
     print(f"# benchmarks.run {time.strftime('%Y-%m-%d')}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
@@ -215,7 +225,7 @@ def main() -> None:
     print(f"# float32 2048x2048 matmul: {info['matmul_gflops']:.0f} GFLOP/s")
     rows = []
     for name in names:
-        rows.append(measure(WORKLOADS[name], args.steps, args.blocks, not args.no_torch))
+        rows.append(measure(WORKLOADS[name], args.steps, args.blocks, not args.no_torch, kept))
         print(f"# measured {name}", flush=True)
     print_table(rows)
     fit_row = None

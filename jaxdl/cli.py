@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Sequence
 
+from jaxdl.util.host_memory import keep_freed_host_memory
+
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from jaxdl.util.workdir_lock import refuse_if_busy
@@ -257,7 +259,9 @@ def entry() -> None:
     """The ``jaxdl`` console command: `main`'s status as the process's. After a preemption stop (status 143 or 130,
     with the checkpoint already on disk) the process ends at once with ``os._exit``: interpreter shutdown would stop
     library threads still parked in native code (TensorStore's, the collectives'), which can abort the process
-    and turn a clean, saved stop into a crash status."""
+    and turn a clean, saved stop into a crash status. The process keeps the host memory XLA frees between steps
+    (`jaxdl.util.host_memory`): this command owns it, and its steps then reuse memory instead of faulting it in."""
+    keep_freed_host_memory()
     code = main()
     if code in PREEMPTED_STATUSES:
         sys.stdout.flush()

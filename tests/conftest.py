@@ -35,6 +35,12 @@ from jaxdl.nn import lowering  # noqa: E402
 
 lowering.configure(measure=False)
 
+# Test processes reuse the host memory compiled programs free, as `jaxdl train`'s process does
+# (jaxdl.util.host_memory): fewer page faults per step; tests/reliability/test_host_memory.py tests the setting.
+from jaxdl.util.host_memory import keep_freed_host_memory  # noqa: E402
+
+keep_freed_host_memory()
+
 # Silent broadcasting between arrays of different rank, and silent dtype promotion (an int32 array times a
 # float32 one, a float32 array drifting to float64), are bugs in library code: make both errors.
 jax.config.update("jax_numpy_rank_promotion", "raise")

@@ -41,15 +41,15 @@ def test_rematerialised_blocks_give_the_same_outputs_and_gradients(scan_layers):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5, 16)), jnp.float32)
     plain = Encoder(**SMALL, num_layers=2, scan_layers=scan_layers, max_length=8)
     remat = Encoder(**SMALL, num_layers=2, scan_layers=scan_layers, max_length=8, remat=True)
-    variables = plain.init(jax.random.PRNGKey(0), x)
-    assert jax.tree.structure(remat.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+    variables = jax.jit(plain.init)(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(jax.eval_shape(remat.init, jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
 
     def loss(model, params):
         return jnp.sum(jnp.sin(model.apply({"params": params}, x)))
 
-    np.testing.assert_allclose(remat.apply(variables, x), plain.apply(variables, x), rtol=1e-6, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(jax.grad(lambda p: loss(remat, p))(variables["params"])),
-                    jax.tree.leaves(jax.grad(lambda p: loss(plain, p))(variables["params"]))):
+    np.testing.assert_allclose(jax.jit(remat.apply)(variables, x), jax.jit(plain.apply)(variables, x), rtol=1e-6, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(lambda p: loss(remat, p)))(variables["params"])),
+                    jax.tree.leaves(jax.jit(jax.grad(lambda p: loss(plain, p)))(variables["params"]))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -84,11 +84,12 @@ def test_causal_output_at_t_has_exactly_zero_gradient_from_later_inputs(scan_lay
 def test_classifier_ignores_padding_and_how_much_of_it_there_is():
     model = TransformerClassifier(**SMALL, num_layers=2, vocab_size=30, max_length=12, num_outputs=3)
     ids = jnp.array([[5, 6, 7, 0, 0, 0], [9, 8, 7, 6, 5, 4]])
-    variables = model.init(jax.random.PRNGKey(0), ids)
-    out = model.apply(variables, ids)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), ids)
+    apply = jax.jit(model.apply)  # one program per shape, not one per operation
+    out = apply(variables, ids)
     longer = jnp.concatenate([ids, jnp.zeros((2, 4), jnp.int32)], axis=1)
-    np.testing.assert_allclose(model.apply(variables, longer), out, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(model.apply(variables, ids[:1, :3]), out[:1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(apply(variables, longer), out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(apply(variables, ids[:1, :3]), out[:1], rtol=1e-5, atol=1e-5)
 
 
 def test_classifier_rejects_ids_outside_the_vocabulary_and_too_long_sequences():
@@ -104,7 +105,7 @@ def test_classifier_rejects_ids_outside_the_vocabulary_and_too_long_sequences():
 def _seq2seq():
     model = Seq2SeqTransformer(**SMALL, num_layers=2, vocab_size=12, max_length=9)
     source = jnp.asarray(np.random.default_rng(0).integers(3, 12, (4, 6)), jnp.int32).at[1, 4:].set(0)
-    variables = model.init(jax.random.PRNGKey(3), {"source": source, "target": jnp.ones((4, 8), jnp.int32)})
+    variables = jax.jit(model.init)(jax.random.PRNGKey(3), {"source": source, "target": jnp.ones((4, 8), jnp.int32)})
     return model, variables, source
 
 
@@ -114,7 +115,7 @@ def test_greedy_decoding_is_what_teacher_forcing_predicts_on_its_own_output():
     model, variables, source = _seq2seq()
     decoded = np.asarray(greedy_decode(model, variables, source, 8))
     decoder_in = np.concatenate([np.full((4, 1), model.bos_id), decoded[:, :-1]], axis=1)
-    predicted = np.asarray(model.apply(variables, {"source": source, "target": jnp.asarray(decoder_in)})).argmax(-1)
+    predicted = np.asarray(jax.jit(model.apply)(variables, {"source": source, "target": jnp.asarray(decoder_in)})).argmax(-1)
     for row in range(4):
         ends = np.flatnonzero(decoded[row] == model.eos_id)
         stop = ends[0] + 1 if len(ends) else 8
