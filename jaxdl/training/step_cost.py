@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from typing import Any, Callable, Sequence
 
 import jax
@@ -20,15 +21,36 @@ import jax.numpy as jnp
 from jaxdl.nn.lowering.cache import cache_file, load_choices, store_choices
 
 _RATE_REPEATS = 5
+# Each step's FLOP counts by the abstract shapes of its arguments: lowering and analysing a large step takes a
+# noticeable fraction of a second, and `fit` asks again each time the same compiled step trains (folds, stages).
+_FLOPS: "weakref.WeakKeyDictionary[Any, dict[Any, float | None]]" = weakref.WeakKeyDictionary()
+
+
+def _signature(tree: Any) -> Any:
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((getattr(a, "shape", None), str(getattr(a, "dtype", type(a).__name__)),
+                             getattr(a, "sharding", None)) for a in leaves)
 
 
 def step_flops(train_step: Callable, state: Any, batch: Any, devices: int = 1) -> float | None:
     """Floating-point operations of one ``train_step(state, batch)`` over all its devices, from XLA's cost
     analysis of its lowered program; ``devices`` multiplies a per-device (``pmap``) program. None when the
-    step cannot be lowered (a plain Python function) or the backend reports no count."""
+    step cannot be lowered (a plain Python function) or the backend reports no count. Counted once per step
+    and argument shapes."""
     lower = getattr(train_step, "lower", None)
     if lower is None:
         return None
+    try:
+        known = _FLOPS.setdefault(train_step, {})
+    except TypeError:  # not weakly referable: analysed each time
+        known = {}
+    key = (_signature((state, batch)), devices)
+    if key not in known:
+        known[key] = _analysed_flops(lower, state, batch, devices)
+    return known[key]
+
+
+def _analysed_flops(lower: Callable, state: Any, batch: Any, devices: int) -> float | None:
     try:
         analysis = lower(state, batch).cost_analysis()
     except Exception as error:  # noqa: BLE001 - an estimate for a log line must never stop a run
