@@ -15,6 +15,7 @@ from jaxdl.api.data import as_dataset, registered_splits, split_validation
 from jaxdl.api.objective import CROSS_ENTROPIES, Objective, make_objective
 from jaxdl.api.run import Run, keras_history
 from jaxdl.api.transfer import frozen_optimizer, starting_variables
+from jaxdl.config import default_config
 from jaxdl.data.pipeline import map_inputs, num_train_batches
 from jaxdl.distributed.parallel import make_parallel
 from jaxdl.models.adapter import as_model, with_own_collections
@@ -30,7 +31,6 @@ from jaxdl.transfer.freeze import Freeze
 from jaxdl.util.counts import require_counts
 
 PROBE_EXAMPLES = 256  # examples the untrained model is run on before training, for the output checks
-LOG_EVERY = 50  # steps between log lines (and the steps' norms, measured at each line's step)
 
 
 def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size: int = 32,
@@ -107,14 +107,15 @@ def fit(model: Any, data: Any, *, loss: str | Callable, epochs: int, batch_size:
     if profile:
         hooks = [*hooks, ProfileSteps(pathlib.Path(workdir or ".") / "profile", *parse_steps(profile))]
     parallel = make_parallel(strategy)
+    log_every = default_config().train.log_every  # the log lines' interval, and the steps measuring the norms
     train_step = make_train_step(module, objective.loss, objective.metrics, tx, axis_name=parallel.axis_name,
-                                 norms=step_norms, norms_at=LogWindows(LOG_EVERY, steps_per_epoch))
+                                 norms=step_norms, norms_at=LogWindows(log_every, steps_per_epoch))
     eval_step = make_eval_step(module, objective.loss, objective.metrics, axis_name=parallel.axis_name)
     result = fit_loop(state, train_step=parallel.compile_train_step(train_step),
                       eval_step=parallel.compile_eval_step(eval_step), train_data=train, batch_size=batch_size,
                       num_epochs=epochs, seed=seed, validation_data=validation, workdir=workdir, progress=progress,
                       schedule=schedule, input_spec=input_spec_of(sample), parallel=parallel, hooks=hooks,
-                      early_stopping=early_stopping, log_every=LOG_EVERY,
+                      early_stopping=early_stopping, log_every=log_every,
                       eval_batch_size=max(batch_size, 256))
     summary = dict(result.summary, initial_variables=restored) if restored else result.summary
     return Run(module, result.state, keras_history(result.history, objective.shown), summary, objective,
